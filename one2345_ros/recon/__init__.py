@@ -1,0 +1,1 @@
+"""Reconstruction backends: visual hull (hull.py) and SparseNeuS (sparseneus/)."""

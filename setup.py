@@ -1,0 +1,44 @@
+"""pip install of the ROS-free library and the `one2345` command.
+
+On a robot, colcon builds this package with ament_cmake (CMakeLists.txt); pip then
+installs only requirements.txt.
+"""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="one2345_ros",
+    version="0.1.0",
+    description="One-2-3-45 single-image 3D reconstruction (Zero123 + SparseNeuS) for ROS 2 grasp planning",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["one2345_ros", "one2345_ros.*"]),
+    package_data={"one2345_ros": ["assets/objects/*", "assets/LICENSE"]},
+    install_requires=[
+        "numpy>=1.21",
+        "torch>=2.1",
+        "diffusers>=0.30",
+        "transformers>=4.40",
+        "safetensors>=0.4",
+        "trimesh>=4.0",
+        "scikit-image>=0.19",
+        "scipy>=1.8",
+        "opencv-python-headless>=4.5",
+        "embreex>=2.17",
+        "Pillow>=9.0",
+        "PyYAML>=5.4",
+        "tqdm>=4.60",
+        "rosbags>=0.10",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=7",
+            "catkin_pkg>=1.0",
+            "mcap>=1.1",
+            "mcap-ros2-support>=0.5",
+            "lark>=1.1",
+            "empy<4",
+        ],
+    },
+    entry_points={"console_scripts": ["one2345=one2345_ros.cli:main"]},
+)

@@ -1,0 +1,34 @@
+"""Markers: slow (--runslow), gpu (CUDA), ros (rclpy), weights (real checkpoints)."""
+
+import importlib.util
+import os
+
+import pytest
+
+
+def pytest_addoption(parser):
+    parser.addoption("--runslow", action="store_true", default=False, help="run tests marked slow")
+
+
+def _has_cuda() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:
+        return False
+
+
+def pytest_collection_modifyitems(config, items):
+    skips = {
+        "slow": None if config.getoption("--runslow") else "slow: pass --runslow",
+        "gpu": None if _has_cuda() else "gpu: no CUDA device",
+        "ros": None if importlib.util.find_spec("rclpy") else "ros: rclpy not importable (no ROS 2 install)",
+        "weights": None
+        if (os.environ.get("ONE2345_ZERO123") or os.environ.get("ONE2345_SPARSENEUS"))
+        else "weights: set ONE2345_ZERO123 / ONE2345_SPARSENEUS to real checkpoints",
+    }
+    for item in items:
+        for marker, reason in skips.items():
+            if reason and marker in item.keywords:
+                item.add_marker(pytest.mark.skip(reason=reason))
