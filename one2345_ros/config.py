@@ -140,7 +140,8 @@ ROS_BUILTIN_PREFIXES = ("qos_overrides.",)
 
 
 def _is_ros_builtin(name: str) -> bool:
-    return name in ROS_BUILTIN_PARAMETERS or name.startswith(ROS_BUILTIN_PREFIXES)
+    # Nested YAML turns "qos_overrides./tf.depth" into a "qos_overrides" group.
+    return name in ROS_BUILTIN_PARAMETERS or (name + ".").startswith(ROS_BUILTIN_PREFIXES)
 
 
 def _coerce(value: Any, typ: Any, name: str) -> Any:
