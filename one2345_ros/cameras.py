@@ -411,3 +411,20 @@ def one2345_plan(input_polar_deg: float, input_azimuth_deg: float = 0.0) -> list
 def stage2_views(plan: list[PlannedView]) -> list[PlannedView]:
     """The 32 reconstruction sources of a plan."""
     return [v for v in plan if v.stage == 2]
+
+
+def gravity_elevation_deg(c2w_gravity, K, uv, up=(0.0, 0.0, 1.0)) -> float:
+    """Camera elevation from its pose in a gravity-aligned frame (z up by default).
+
+    The object lies somewhere on the ray through its pixel centre ``uv``; the
+    elevation is the angle between the horizontal plane and the reversed ray (from
+    the object to the camera), which does not depend on the object's distance.
+    Equals the elevation truth when ``uv`` is the projection of the object's 3-D
+    centre.
+    """
+    c2w_gravity = np.asarray(c2w_gravity, dtype=np.float64)
+    d_cam = np.linalg.inv(np.asarray(K, dtype=np.float64)) @ np.array([uv[0], uv[1], 1.0])
+    d_world = c2w_gravity[:3, :3] @ d_cam
+    up = np.asarray(up, dtype=np.float64)
+    s = -(d_world @ up) / (np.linalg.norm(d_world) * np.linalg.norm(up))
+    return float(np.rad2deg(np.arcsin(np.clip(s, -1.0, 1.0))))

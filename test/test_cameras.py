@@ -151,3 +151,15 @@ def test_plan_structure():
     assert [(v.d_polar_deg, v.d_azimuth_deg) for v in plan[8:12]] == list(cam.ELEVATION_VIEW_OFFSETS)
     # Canonical frame: the input view sits at azimuth 0.
     assert plan[0].azimuth_deg == 0.0
+
+
+def test_gravity_elevation_equals_truth_for_off_centre_objects():
+    K = cam.intrinsics(600.0, 600.0, 319.5, 239.5)
+    for elev, offset in [(35.0, (0.1, -0.05, 0.02)), (-15.0, (-0.2, 0.1, -0.1)), (70.0, (0.0, 0.0, 0.0))]:
+        center = np.array([0.3, 0.2, 0.1])
+        eye = center + cam.camera_center(cam.polar_from_elevation(elev), 40.0, 0.9)
+        # The camera looks past the object: it is off the optical axis.
+        c2w = cam.look_at(eye, center + np.asarray(offset))
+        uv, _ = cam.project(center[None], K, cam.invert_rigid(c2w))
+        assert cam.gravity_elevation_deg(c2w, K, uv[0]) == pytest.approx(elev, abs=1e-9)
+        assert cam.elevation_of_camera(c2w, center) == pytest.approx(elev, abs=1e-9)
