@@ -18,6 +18,7 @@ from . import cameras as cam
 from . import config as C
 from .elevation_choice import ElevationDecision, decide_elevation
 from .io import InputError, ViewSet
+from .metric import fit_metric
 from .preprocess import preprocess
 from .result import CANONICAL_FRAME_ID, ReconstructionResult
 from .timing import StageTimer
@@ -169,9 +170,39 @@ class Pipeline:
         )
         decision.fill(result)
         result.zero123_input_polar_deg = views.stable_polar_hint_deg
+        checkpoint("metric", 0.95)
+        with timer.stage("metric"):
+            apply_metric(result, inputs, pre, cfg.metric)
         result.timings = dict(timer.timings)
         report("done", 1.0)
         return result
+
+
+def apply_metric(result: ReconstructionResult, inputs: ReconstructionInputs, pre, cfg: C.MetricConfig) -> None:
+    """Move the mesh into the camera's optical frame in metres when a scale source exists.
+
+    Needs the intrinsics (camera_info) and one of: depth, object_distance_m,
+    object_size_m. Otherwise the mesh stays canonical and result.json says why.
+    """
+    has_scale = inputs.depth is not None or cfg.object_distance_m > 0 or cfg.object_size_m > 0
+    if inputs.K is None:
+        if has_scale:
+            result.extra["metric_note"] = "no camera_info: the mesh stays in the canonical frame"
+        return
+    fit = fit_metric(result.mesh, result.polar_deg, inputs.K, pre.crop, pre.source_mask, inputs.depth, cfg)
+    if fit is None:
+        result.extra["metric_note"] = "no scale source (depth, object_distance_m, object_size_m)"
+        return
+    result.mesh.apply_transform(fit.canonical_to_camera)
+    result.frame = "camera_optical"
+    result.frame_id = inputs.frame_id or "camera_optical_frame"
+    result.units = "m"
+    result.scale_source = fit.source
+    result.canonical_to_frame = fit.canonical_to_camera
+    result.extra["object_distance_m"] = fit.distance_m
+    if fit.depth_residual_m is not None:
+        result.extra["depth_fit_residual_m"] = fit.depth_residual_m
+        result.extra["depth_fit_pixels"] = fit.depth_pixels
 
 
 def _make_generator(cfg: C.PipelineConfig) -> ViewGenerator:

@@ -74,6 +74,8 @@ class Preprocessed:
     """Mask bounding box in the original image: x_min, y_min, x_max, y_max (inclusive)."""
     touches_border: bool
     """The object touches the image border, so it is probably cut off."""
+    source_mask: np.ndarray
+    """bool [H, W] validated object mask in the original image."""
 
     @property
     def pixel_center(self) -> np.ndarray:
@@ -175,7 +177,7 @@ def preprocess(image: np.ndarray, mask: np.ndarray, cfg: PreprocessConfig | None
     out_mask = _crop_resize(obj.astype(np.uint8) * 255, crop, fill=0, resample=Image.BILINEAR) > 127
     # Lanczos rings slightly around edges; keep the background exactly white.
     out = np.where(out_mask[..., None], out, 255).astype(np.uint8)
-    return Preprocessed(out, out_mask, crop, (x_min, y_min, x_max, y_max), touches)
+    return Preprocessed(out, out_mask, crop, (x_min, y_min, x_max, y_max), touches, obj)
 
 
 def _crop_resize(array: np.ndarray, crop: CropTransform, fill: int, resample) -> np.ndarray:
