@@ -82,6 +82,10 @@ class HullConfig:
     """Voxels per side of the carving grid."""
     min_view_fraction: float = 1.0
     """A voxel is kept if inside the silhouette in at least this fraction of the views that see it."""
+    min_seen_views: int = 1
+    """A voxel seen (projected on the image, in front of the camera) by fewer views is carved."""
+    coarse_resolution: int = 32
+    """Nodes per side of the coarse carving that derives the bounding box when the views give none."""
 
 
 @dataclass
@@ -103,7 +107,11 @@ class MeshConfig:
     """'glb', 'ply' or 'obj'."""
     keep_largest_component: bool = True
     face_budget: int = 0
-    """Decimate to at most this many faces (0 = no limit)."""
+    """Decimate to at most this many faces (0 = no limit); needs the fast-simplification package."""
+    min_component_fraction: float = 0.01
+    """With keep_largest_component off: drop components with fewer than this fraction of the faces."""
+    color_views: bool = True
+    """Colour vertices from the views (visibility by ray casting, cosine weights)."""
 
 
 @dataclass
