@@ -25,6 +25,7 @@ setup(
         "scipy>=1.8",
         "opencv-python-headless>=4.5",
         "embreex>=2.17",
+        "fast-simplification>=0.1",
         "Pillow>=9.0",
         "PyYAML>=5.4",
         "tqdm>=4.60",
