@@ -151,11 +151,11 @@ def project_to_grid(proj: torch.Tensor, pts: torch.Tensor, width: int, height: i
     = inside [-1, 1]^2 with z > 0. Depths in [0, 1e-6) are clamped to 1e-6 and
     negative depths are kept, exactly as the original.
     """
-    p = pts @ proj[:, :3].t() + proj[:, 3]
-    z = p[:, 2]
+    p = proj[:, :3] @ pts.t() + proj[:, 3:]  # (3, P): rows stay contiguous
+    z = p[2]
     z = torch.where(z >= 0, z.clamp(min=1e-6), z)
-    u = p[:, 0] / z
-    v = p[:, 1] / z
+    u = p[0] / z
+    v = p[1] / z
     grid = torch.stack([2 * u / (width - 1) - 1, 2 * v / (height - 1) - 1], dim=-1)
     valid = (grid.abs() <= 1).all(dim=-1) & (z > 0)
     return grid, valid
@@ -182,19 +182,19 @@ def cost_volume(features: torch.Tensor, proj: torch.Tensor, mask: torch.Tensor) 
     V, C, H, W = features.shape
     n = mask.shape[0]
     pts = voxel_centers(n, features.device)[mask]  # (N, 3)
-    total = torch.zeros(pts.shape[0], C, device=features.device)
+    total = torch.zeros(C, pts.shape[0], device=features.device)  # (C, N): contiguous accumulation
     total_sq = torch.zeros_like(total)
     count = torch.zeros(pts.shape[0], device=features.device)
     for v in range(V):
         grid, valid = project_to_grid(proj[v], pts, W, H)
         f = F.grid_sample(features[v : v + 1], grid.view(1, 1, -1, 2), padding_mode="zeros", align_corners=True)
-        f = f.view(C, -1).t()
+        f = f.view(C, -1)
         total += f
-        total_sq += f * f
+        total_sq.addcmul_(f, f)
         count += valid.to(count.dtype)
     inv = 1.0 / (count + 1e-5)
-    mean = total * inv[:, None]
-    var = total_sq * inv[:, None] - mean**2
+    mean = total * inv
+    var = total_sq * inv - mean**2
     out = torch.zeros(1, 2 * C, n, n, n, device=features.device)
-    out[0][:, mask] = torch.cat([var, mean], dim=1).t()
+    out[0][:, mask] = torch.cat([var, mean], dim=0)
     return out
