@@ -99,6 +99,13 @@ class SparseNeuSConfig:
     volume_resolution: int = 96
     mesh_resolution: int = 256
     device: str = "auto"
+    mesh_near_surface: bool = True
+    """Evaluate the fine SDF grid only near the surface found on a coarse grid (exact there);
+    false evaluates every grid point, as the original does."""
+    chunk_points: int = 131072
+    """Points per SDF-network call when filling the mesh grid."""
+    allow_pickle: bool = False
+    """Allow full pickle loading of a trusted checkpoint that weights_only=True rejects."""
 
 
 @dataclass

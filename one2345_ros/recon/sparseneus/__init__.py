@@ -1,0 +1,24 @@
+"""SparseNeuS reconstruction compatible with the One-2-3-45 checkpoint (ckpt_215000.pth).
+
+Plain PyTorch by default (``backend='dense'``); torchsparse 1.4 optionally. See
+docs/sparseneus.md for the torchsparse kernel mapping and the BatchNorm modes.
+"""
+
+from .checkpoint import CheckpointMismatchError, WeightsNotFoundError, load_sparseneus, resolve_checkpoint
+from .extract import NoSurfaceError
+from .network import ONE2345_ARCH, SparseNeuS, SparseNeuSArch
+from .reconstruct import reconstruct_sparseneus, reconstruct_views_sparseneus_main, select_backend
+
+__all__ = [
+    "ONE2345_ARCH",
+    "CheckpointMismatchError",
+    "NoSurfaceError",
+    "SparseNeuS",
+    "SparseNeuSArch",
+    "WeightsNotFoundError",
+    "load_sparseneus",
+    "reconstruct_sparseneus",
+    "reconstruct_views_sparseneus_main",
+    "resolve_checkpoint",
+    "select_backend",
+]
