@@ -7,14 +7,16 @@ import trimesh
 from sparseneus_fixtures import TINY_ARCH, make_checkpoint, render_sphere_views
 
 from one2345_ros import cameras as cam
-from one2345_ros.config import PipelineConfig, SparseNeuSConfig
+from one2345_ros.config import MeshConfig, PipelineConfig, SparseNeuSConfig
 from one2345_ros.io import ViewSet, write_views_folder
-from one2345_ros.recon.sparseneus import SparseNeuS, reconstruct_sparseneus, reconstruct_views_sparseneus_main
+from one2345_ros.cli import main as cli_main
+from one2345_ros.recon import make_reconstructor
+from one2345_ros.recon.sparseneus import SparseNeuS, reconstruct_sparseneus
+from one2345_ros.recon.sparseneus_backend import SparseNeuSReconstructor
 from one2345_ros.recon.sparseneus.checkpoint import load_state
 from one2345_ros.recon.sparseneus.extract import marching_cubes, sdf_grid
 from one2345_ros.recon.sparseneus.frame import reconstruction_frame
 from one2345_ros.recon.sparseneus.network import active_voxels, voxel_centers
-from one2345_ros.recon.sparseneus.reconstruct import select_backend
 
 CFG = SparseNeuSConfig(volume_resolution=16, mesh_resolution=40, device="cpu")
 
@@ -122,17 +124,26 @@ def test_near_surface_grid_equals_full_grid_for_the_network(views, tiny_net):
     np.testing.assert_array_equal(c1, c2)
 
 
-def test_reconstruct_views_entry_point_and_backend_choice(views, tiny_net, tmp_path, monkeypatch):
+def test_reconstructor_and_backend_choice(views, tiny_net, monkeypatch):
+    reconstructor = SparseNeuSReconstructor(CFG, MeshConfig(), network=tiny_net)
+    mesh = reconstructor.reconstruct(views)
+    assert reconstructor.name == "sparseneus"
+    assert len(mesh.vertices) > 100 and mesh.visual.vertex_colors.shape[1] == 4
+    assert set(reconstructor.timer.timings) >= {"features", "cost_volume", "cnn_3d", "sdf_grid", "marching_cubes", "colors"}
+    monkeypatch.delenv("ONE2345_SPARSENEUS", raising=False)
+    assert make_reconstructor(PipelineConfig()).name == "hull"
+    monkeypatch.setenv("ONE2345_SPARSENEUS", "/nonexistent/ckpt_215000.pth")
+    with pytest.raises(FileNotFoundError, match="ckpt_215000.pth"):
+        make_reconstructor(PipelineConfig())  # auto picks SparseNeuS, and never random weights
+    assert make_reconstructor(PipelineConfig(backend="hull")).name == "hull"
+
+
+def test_reconstruct_views_cli_with_missing_checkpoint(views, tmp_path, capsys):
     folder = tmp_path / "views"
     as_folder = ViewSet(images=views.images, K=views.K, c2w=views.c2w, names=views.names, near_far=views.near_far)
     write_views_folder(folder, as_folder)
-    result = reconstruct_views_sparseneus_main(folder, cfg=CFG, network=tiny_net)
-    assert result.ok and result.backend == "sparseneus"
-    assert len(result.mesh.vertices) > 100 and result.mesh.visual.vertex_colors.shape[1] == 4
-    assert set(result.timings) >= {"features", "cost_volume", "cnn_3d", "sdf_grid", "marching_cubes", "colors"}
-    assert result.extra["sparseneus"]["active_voxels"] > 0
-    monkeypatch.delenv("ONE2345_SPARSENEUS", raising=False)
-    assert select_backend(PipelineConfig()) == "hull"
-    monkeypatch.setenv("ONE2345_SPARSENEUS", "/some/ckpt.pth")
-    assert select_backend(PipelineConfig()) == "sparseneus"
-    assert select_backend(PipelineConfig(backend="hull")) == "hull"
+    missing = tmp_path / "nowhere" / "ckpt_215000.pth"
+    code = cli_main(["reconstruct-views", str(folder), "--out", str(tmp_path / "out"), "--backend", "sparseneus",
+                     "--checkpoint", str(missing)])
+    err = capsys.readouterr().err
+    assert code == 2 and str(missing) in err and "Traceback" not in err

@@ -7,7 +7,7 @@ docs/sparseneus.md for the torchsparse kernel mapping and the BatchNorm modes.
 from .checkpoint import CheckpointMismatchError, WeightsNotFoundError, load_sparseneus, resolve_checkpoint
 from .extract import NoSurfaceError
 from .network import ONE2345_ARCH, SparseNeuS, SparseNeuSArch
-from .reconstruct import reconstruct_sparseneus, reconstruct_views_sparseneus_main, select_backend
+from .reconstruct import reconstruct_sparseneus
 
 __all__ = [
     "ONE2345_ARCH",
@@ -18,7 +18,5 @@ __all__ = [
     "WeightsNotFoundError",
     "load_sparseneus",
     "reconstruct_sparseneus",
-    "reconstruct_views_sparseneus_main",
     "resolve_checkpoint",
-    "select_backend",
 ]

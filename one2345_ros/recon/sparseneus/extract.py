@@ -21,7 +21,7 @@ SdfFn = Callable[[torch.Tensor], torch.Tensor]
 """Points (P, 3) float32 in [-1, 1]^3 -> SDF (P,), negative inside."""
 
 
-class NoSurfaceError(RuntimeError):
+class NoSurfaceError(ValueError):
     """The SDF has no zero crossing in the grid, so there is no mesh."""
 
 

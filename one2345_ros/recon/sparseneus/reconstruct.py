@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from ...config import PipelineConfig, SparseNeuSConfig
-from ...io import InputError, ViewSet, read_views_folder
+from ...config import SparseNeuSConfig
+from ...io import InputError, ViewSet
 from ...timing import StageTimer
-from .checkpoint import ENV_VAR, load_sparseneus
+from .checkpoint import load_sparseneus
 from .extract import marching_cubes, sdf_grid, vertex_colors
 from .frame import ReconstructionFrame, reconstruction_frame
 from .network import SparseNeuS, active_voxels, cost_volume
@@ -108,60 +107,9 @@ def reconstruct_sparseneus(
     return frame.to_world(verts_n), faces, colors
 
 
-def select_backend(cfg: PipelineConfig) -> str:
-    """'sparseneus' when configured (or 'auto' with a checkpoint set), else 'hull'."""
-    if cfg.backend in ("hull", "sparseneus"):
-        return cfg.backend
-    if cfg.backend != "auto":
-        raise ValueError(f"backend {cfg.backend!r} is not 'auto', 'hull' or 'sparseneus'")
-    return "sparseneus" if (cfg.sparseneus.checkpoint or os.environ.get(ENV_VAR)) else "hull"
-
-
-def reconstruct_views_sparseneus_main(
-    views_dir: str | os.PathLike,
-    checkpoint: str | None = None,
-    cfg: SparseNeuSConfig | None = None,
-    network: SparseNeuS | None = None,
-):
-    """``one2345 reconstruct-views DIR --backend sparseneus --checkpoint PATH`` minus file output.
-
-    Reads a views folder or a One-2-3-45 output folder, reconstructs, and returns a
-    ReconstructionResult (trimesh mesh with vertex colours in the folder's world
-    frame, backend 'sparseneus', per-stage timings, normalisation in ``extra``).
-    Raises WeightsNotFoundError / CheckpointMismatchError / InputError on bad input.
-    """
-    import trimesh
-
-    from ...config import to_dict
-    from ...result import ReconstructionResult
-
-    cfg = cfg or SparseNeuSConfig()
-    if checkpoint:
-        cfg = SparseNeuSConfig(**{**to_dict(cfg), "checkpoint": str(checkpoint)})
-    timer = StageTimer()
-    with timer.stage("read_views"):
-        views = read_views_folder(views_dir)
-    with timer.stage("load_checkpoint"):
-        net = network if network is not None else load_sparseneus(None, cfg)
-    stats = SparseNeuSStats()
-    verts, faces, colors = reconstruct_sparseneus(views, cfg, net, timer=timer, stats=stats)
-    rgba = np.concatenate([colors, np.full((len(colors), 1), 255, np.uint8)], axis=1)
-    mesh = trimesh.Trimesh(verts, faces, vertex_colors=rgba, process=False)
-    return ReconstructionResult(
-        ok=True,
-        mesh=mesh,
-        backend="sparseneus",
-        timings=dict(timer.timings),
-        config={"sparseneus": to_dict(cfg)},
-        extra={"sparseneus": {"frame": "views_world", **stats.__dict__}},
-    )
-
-
 __all__ = [
     "STAGES",
     "ReconstructionFrame",
     "SparseNeuSStats",
     "reconstruct_sparseneus",
-    "reconstruct_views_sparseneus_main",
-    "select_backend",
 ]

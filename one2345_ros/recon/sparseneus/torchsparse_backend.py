@@ -15,7 +15,7 @@ import torch
 from .sparse_conv import SparseBlock, SparseCostRegNet
 
 
-class BackendUnavailableError(RuntimeError):
+class BackendUnavailableError(ImportError):
     """The requested sparse backend cannot be used here; the message says why."""
 
 
