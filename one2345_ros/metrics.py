@@ -58,6 +58,20 @@ def compare_meshes(
     for name, mesh in (("predicted", predicted), ("true", true)):
         if len(mesh.faces) == 0 or mesh.area <= 0:
             raise ValueError(f"compare_meshes: the {name} mesh has no surface")
+    chamfer, precision, recall, f_score = surface_distances(predicted, true, n_samples, f_threshold, seed)
+    iou = volume_iou(predicted, true, iou_resolution)
+    diagonal = float(np.linalg.norm(true.bounds[1] - true.bounds[0]))
+    return MeshMetrics(chamfer, f_score, precision, recall, float(iou), diagonal)
+
+
+def surface_distances(
+    predicted: trimesh.Trimesh,
+    true: trimesh.Trimesh,
+    n_samples: int = N_SAMPLES,
+    f_threshold: float = F_THRESHOLD,
+    seed: int = 0,
+) -> tuple[float, float, float, float]:
+    """(Chamfer-L1, precision, recall, F-score) of the surfaces, without the volume grid."""
     diagonal = float(np.linalg.norm(true.bounds[1] - true.bounds[0]))
     pred_points = sample_surface(predicted, n_samples, seed)
     true_points = sample_surface(true, n_samples, seed + 1)
@@ -68,8 +82,7 @@ def compare_meshes(
     precision = float(np.mean(d_pred_to_true < tau))
     recall = float(np.mean(d_true_to_pred < tau))
     f_score = 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
-    iou = volume_iou(predicted, true, iou_resolution)
-    return MeshMetrics(float(chamfer), float(f_score), precision, recall, float(iou), diagonal)
+    return float(chamfer), precision, recall, float(f_score)
 
 
 def sample_surface(mesh: trimesh.Trimesh, count: int, seed: int) -> np.ndarray:
@@ -117,17 +130,13 @@ def _parity_along(mesh: trimesh.Trimesh, axes, axis: int) -> np.ndarray:
     _tri, ray_index, locations = mesh.ray.intersects_id(
         origins, directions, multiple_hits=True, max_hits=10_000, return_locations=True
     )
-    # Crossings sorted per line; the parity of a centre is the count of crossings before it.
-    order = np.lexsort((locations[:, axis], ray_index))
-    ray_index = ray_index[order]
-    crossing = locations[order, axis]
-    counts = np.bincount(ray_index, minlength=n_lines)
-    offsets = np.concatenate([[0], np.cumsum(counts)])
+    # Parity of a centre = number of crossings on its line at or before it: mark each
+    # crossing at the first centre after it, then a running sum along the line.
     centres = axes[axis]
-    inside = np.zeros((n_lines, len(centres)), dtype=bool)
-    for line in np.nonzero(counts)[0]:
-        hits = crossing[offsets[line] : offsets[line + 1]]
-        inside[line] = np.searchsorted(hits, centres, side="right") % 2 == 1
+    first_after = np.searchsorted(centres, locations[:, axis], side="left")
+    events = np.bincount(ray_index * (len(centres) + 1) + first_after, minlength=n_lines * (len(centres) + 1))
+    events = events.reshape(n_lines, len(centres) + 1)[:, :-1]
+    inside = (np.cumsum(events, axis=1) % 2) == 1
     inside = inside.reshape(len(axes[other[0]]), len(axes[other[1]]), len(centres))
     # Back to [x, y, z] order: the line axes come first, the ray axis last.
     return np.moveaxis(inside, 2, axis)

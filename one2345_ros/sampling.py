@@ -3,6 +3,8 @@
 One place for the sampling that the visual hull (distance maps) and the mesh
 colouring (view images) share. OpenCV's ``remap`` does the interpolation: it is
 SIMD-vectorised and about 10x faster than a numpy gather for millions of points.
+Its bilinear weights are fixed point (1/32 pixel): at the One-2-3-45 views' depth
+that is ~1e-4 of the object size, far below a voxel of the carving grid.
 """
 
 from __future__ import annotations

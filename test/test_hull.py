@@ -6,10 +6,10 @@ import pytest
 from hull_scenes import ellipsoid_mesh, ellipsoid_viewset, render_ellipsoid, stage2_cameras
 from one2345_ros import cameras as cam
 from one2345_ros.config import HullConfig
-from one2345_ros.io import ViewSet
+from one2345_ros.io import InputError, ViewSet
 from one2345_ros.mesh import extract_mesh, mesh_from_grid
-from one2345_ros.metrics import compare_meshes
-from one2345_ros.recon.hull import HullError, reconstruct_hull, signed_distance_px
+from one2345_ros.metrics import compare_meshes, surface_distances
+from one2345_ros.recon.hull import HullError, reconstruct_hull, required_views, signed_distance_px
 
 SPHERE = dict(center=(0.04, -0.03, 0.02), radii=(0.3, 0.3, 0.3))
 RES = 96
@@ -63,15 +63,17 @@ def test_field_is_a_distance_near_the_surface(sphere_grid):
 
 def test_absolute_azimuth_does_not_change_the_result():
     scene = dict(center=(0.06, -0.04, 0.03), radii=(0.32, 0.2, 0.14), rotation=cam.rotation_z(20.0))
-    grid0 = reconstruct_hull(ellipsoid_viewset(input_azimuth_deg=0.0, **scene), HullConfig(resolution=80))
+    grid0 = reconstruct_hull(ellipsoid_viewset(input_azimuth_deg=0.0, **scene), HullConfig(resolution=64))
     turn = cam.rotation_z(37.0)
     turned = dict(center=turn @ scene["center"], radii=scene["radii"], rotation=turn @ scene["rotation"])
-    grid1 = reconstruct_hull(ellipsoid_viewset(input_azimuth_deg=37.0, **turned), HullConfig(resolution=80))
+    grid1 = reconstruct_hull(ellipsoid_viewset(input_azimuth_deg=37.0, **turned), HullConfig(resolution=64))
     mesh0, mesh1 = mesh_from_grid(grid0), mesh_from_grid(grid1)
     mesh1.apply_transform(cam.make_transform(turn.T, np.zeros(3)))
-    assert compare_meshes(mesh1, mesh0).chamfer_l1 < 0.005
+    chamfer_between, *_ = surface_distances(mesh1, mesh0)
+    assert chamfer_between < 0.005
     # ...and both are good reconstructions of the (unturned) truth.
-    assert compare_meshes(mesh0, ellipsoid_mesh(**scene)).chamfer_l1 < 0.01
+    chamfer_truth, *_ = surface_distances(mesh0, ellipsoid_mesh(**scene))
+    assert chamfer_truth < 0.01
 
 
 def test_given_bbox_is_kept_and_the_cut_surface_is_closed(sphere_views):
@@ -148,3 +150,34 @@ def test_marching_cubes_of_the_hull_keeps_world_coordinates(sphere_grid):
     center = mesh.vertices.mean(axis=0)
     np.testing.assert_allclose(center, SPHERE["center"], atol=0.01)
     assert mesh.vertices.dtype == np.float64
+
+
+def test_near_far_bounds_the_derived_box(sphere_views):
+    views = ViewSet(**{**sphere_views.__dict__, "near_far": (0.8, 1.6)})
+    grid = reconstruct_hull(views, HullConfig(resolution=48))
+    center, r = np.array(SPHERE["center"]), SPHERE["radii"][0]
+    assert np.all(grid.bbox[0] < center - r) and np.all(grid.bbox[1] > center + r)
+
+
+def test_parallel_cameras_need_a_bbox():
+    K = np.stack([cam.view_intrinsics(64)] * 2)
+    c2w = np.stack([cam.look_at((x, -1.2, 0.0), (x, 0.0, 0.0)) for x in (0.0, 0.1)])
+    masks = np.zeros((2, 64, 64), bool)
+    masks[:, 20:40, 20:40] = True
+    views = ViewSet(images=np.full((2, 64, 64, 3), 128, np.uint8), K=K, c2w=c2w, names=["a", "b"], masks=masks)
+    with pytest.raises(HullError, match="give views.bbox or near_far"):
+        reconstruct_hull(views)
+    boxed = ViewSet(**{**views.__dict__, "bbox": np.array([[-0.3, -0.3, -0.3], [0.3, 0.3, 0.3]])})
+    assert reconstruct_hull(boxed, HullConfig(resolution=16)).values.min() < 0
+
+
+@pytest.mark.parametrize("field, value", [("min_view_fraction", 0.0), ("resolution", 4), ("min_seen_views", 0)])
+def test_bad_config_is_refused(sphere_views, field, value):
+    with pytest.raises(InputError, match=f"hull.{field}"):
+        reconstruct_hull(sphere_views, HullConfig(**{field: value}))
+
+
+def test_required_views_rounds_up_without_float_noise():
+    assert required_views(0.9, 30) == 27  # 0.9 * 30 is 27.000000000000004 in floats
+    np.testing.assert_array_equal(required_views(0.9, np.array([0, 1, 10, 32])), [0, 1, 9, 29])
+    assert required_views(1.0, 32) == 32

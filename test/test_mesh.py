@@ -92,7 +92,10 @@ def test_face_budget_without_the_decimation_package_is_a_clear_error(monkeypatch
 
 def test_face_budget_decimates():
     mesh = trimesh.creation.icosphere(subdivisions=4)
-    assert len(decimate(mesh, 500).faces) <= 500
+    small = decimate(mesh, 500)
+    assert 250 < len(small.faces) <= 500
+    assert np.abs(np.linalg.norm(small.vertices, axis=1) - 1.0).max() < 0.03  # still the unit sphere
+    assert small.volume == pytest.approx(mesh.volume, rel=0.03)
 
 
 # ---------------------------------------------------------------------- colours

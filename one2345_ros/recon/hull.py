@@ -152,13 +152,17 @@ def _field_slab(x, y, z, sil: Silhouettes, config: HullConfig, unseen_value: flo
             np.maximum(field, np.where(visible, d, -np.inf), out=field)
     if order_statistic:
         # Inside in >= fraction of the seeing views <=> the k-th smallest value <= 0.
-        k = np.ceil(config.min_view_fraction * seen).astype(np.int64)
-        k = np.clip(k, 1, n_views) - 1
+        k = np.clip(required_views(config.min_view_fraction, seen), 1, n_views) - 1
         per_view.sort(axis=0)
         field = np.take_along_axis(per_view, k[None], axis=0)[0]
     carved = seen < max(1, config.min_seen_views)
     field[carved] = np.float32(unseen_value)
     return field
+
+
+def required_views(fraction: float, n_seen):
+    """Views that must agree: ceil(fraction * n_seen), robust to 0.9 * 30 = 27.000000000000004."""
+    return np.ceil(np.asarray(fraction * np.asarray(n_seen), dtype=np.float64) - 1e-9).astype(np.int64)
 
 
 def reconstruct_hull(views: ViewSet, config: HullConfig | None = None) -> SdfGrid:
@@ -258,7 +262,7 @@ def frustum_box(sil: Silhouettes, near_far=None, min_view_fraction: float = 1.0)
         pts = cam.unproject(uv, depth, sil.K[i], sil.c2w[i])
         lows.append(pts.min(axis=0))
         highs.append(pts.max(axis=0))
-    ignored = len(lows) - int(np.ceil(min_view_fraction * len(lows)))
+    ignored = len(lows) - int(required_views(min_view_fraction, len(lows)))
     lo = np.sort(lows, axis=0)[::-1][ignored]
     hi = np.sort(highs, axis=0)[ignored]
     if not np.all(hi > lo):
