@@ -197,7 +197,9 @@ class Renderer:
 
     def __init__(self, mesh: trimesh.Trimesh, shading: Shading | None = Shading(), crease_angle_deg: float = 30.0):
         if not isinstance(mesh, trimesh.Trimesh):
-            raise TypeError(f"Renderer needs a trimesh.Trimesh, got {type(mesh).__name__} (use trimesh.load(..., force='mesh'))")
+            raise TypeError(
+                f"Renderer needs a trimesh.Trimesh, got {type(mesh).__name__} (use trimesh.load(..., force='mesh'))"
+            )
         if len(mesh.faces) == 0:
             raise ValueError("Renderer: the mesh has no faces")
         self.mesh = mesh
@@ -273,6 +275,11 @@ class Renderer:
             if want_color:
                 color[idx] = self.shade(hits, dirs)
         return color.reshape(height, width, 3), hit.reshape(height, width), depth.reshape(height, width)
+
+    def hit_mask(self, K, c2w, width: int, height: int) -> np.ndarray:
+        """bool [H, W]: which pixel-centre rays hit the mesh (no colour work)."""
+        _check_camera(K, c2w)
+        return self._render_once(K, c2w, int(width), int(height), want_color=False)[1]
 
     def render(self, K, c2w, width: int, height: int, supersample: int = 1) -> RenderResult:
         """Render the mesh seen by camera ``K`` [3, 3], ``c2w`` [4, 4] (OpenCV) into
