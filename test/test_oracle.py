@@ -76,6 +76,14 @@ def test_input_view_fills_75_percent(oracle):
     [view] = oracle.render_views(oracle.input_c2w_canonical())
     r0, r1, c0, c1 = _bbox(view.mask)
     assert abs(max(r1 - r0 + 1, c1 - c0 + 1) - 192) <= 1
+    # depth in canonical units: the same as rendering the canonical mesh directly
+    direct = Renderer(oracle.canonical_mesh()).render(oracle.K, oracle.input_c2w_canonical(), 256, 256)
+    both = (direct.depth > 0) & (view.depth > 0)
+    assert both.sum() > 0.99 * (direct.depth > 0).sum()
+    np.testing.assert_allclose(view.depth[both], direct.depth[both], atol=1e-5)
+    [big] = oracle.render_views(oracle.input_c2w_canonical(), size=512, supersample=1)
+    r0, r1, c0, c1 = _bbox(big.mask)
+    assert abs(max(r1 - r0 + 1, c1 - c0 + 1) - 384) <= 2
     [image] = oracle.generate(WHITE, (0.0, 0.0), [(0.0, 0.0, 0.0)], None, [0])
     np.testing.assert_array_equal(image, view.rgb)
     r0, r1, c0, c1 = _bbox(~(image > WHITE_BACKGROUND_THRESHOLD).all(axis=-1))

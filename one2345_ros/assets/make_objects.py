@@ -36,7 +36,7 @@ def make_mug(seed: int = OBJECT_SEEDS["mug"]) -> trimesh.Trimesh:
     rng = np.random.default_rng(seed)
     R, H, wall, floor = 0.3, 0.55, 0.04, 0.05
     outer = geo.revolve([(0.0, 0.0), (R, 0.0), (R, H)], segments=96)
-    outer.tile = tex.pattern(rng, TILE, base=(240, 236, 222), n_shapes=90)
+    outer.tile = tex.pattern(rng, TILE, base=(240, 236, 222), n_shapes=180)
     inner = geo.revolve([(R, H), (R - wall, H), (R - wall, floor), (0.0, floor)], segments=96)
     inner.tile = tex.plain(rng, TILE, (235, 228, 210))
     t = np.linspace(0.0, np.pi, 40)
@@ -56,7 +56,7 @@ def make_mallet(seed: int = OBJECT_SEEDS["mallet"]) -> trimesh.Trimesh:
     head_profile = [(0.0, -0.24), (0.11, -0.24), (0.11, 0.08), (0.075, 0.19), (0.075, 0.25), (0.0, 0.25)]
     head = geo.revolve(head_profile, segments=64)
     head = head.transformed(geo.translation((0.0, 0.0, 0.38)) @ geo.rotation_matrix((0, 1, 0), np.pi / 2))
-    head_tile = tex.pattern(rng, TILE, base=(90, 120, 170), n_shapes=80)
+    head_tile = tex.pattern(rng, TILE, base=(90, 120, 170), n_shapes=160)
     bands = tex.stripes(rng, TILE, [(220, 200, 60), (40, 40, 40)], horizontal=False, wobble=1.0)
     head_tile[:, : TILE // 6] = bands[:, : TILE // 6]  # painted bands near the striking face
     head.tile = head_tile
@@ -189,7 +189,7 @@ def _random_primitive(rng: np.random.Generator) -> geo.Part:
 def _random_tile(rng: np.random.Generator) -> np.ndarray:
     choice = rng.uniform()
     if choice < 0.55:
-        return tex.pattern(rng, TILE, n_shapes=int(rng.integers(30, 120)))
+        return tex.pattern(rng, TILE, n_shapes=int(rng.integers(60, 200)))
     if choice < 0.75:
         colors = [tex.random_color(rng) for _ in range(int(rng.integers(2, 5)))]
         tile = tex.stripes(rng, TILE, colors, horizontal=bool(rng.integers(2)), wobble=rng.uniform(0, 2))

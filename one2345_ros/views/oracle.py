@@ -150,14 +150,19 @@ class OracleGenerator:
 
     # ------------------------------------------------------------------ views
 
-    def render_views(self, c2ws_canonical, supersample: int | None = None) -> list[RenderResult]:
-        """Render canonical cameras [N, 4, 4] (or one [4, 4]) at the view size with
-        ``view_intrinsics``; depth is returned in canonical units."""
+    def render_views(
+        self, c2ws_canonical, K=None, size: int | None = None, supersample: int | None = None
+    ) -> list[RenderResult]:
+        """Render canonical cameras [N, 4, 4] (or one [4, 4]) into ``size`` x ``size``
+        images with ``K`` (default: the views' size and ``view_intrinsics``). Depth is
+        returned in canonical units."""
         c2ws = np.asarray(c2ws_canonical, dtype=np.float64).reshape(-1, 4, 4)
+        size = self.size if size is None else int(size)
+        K = cameras.view_intrinsics(size) if K is None else np.asarray(K, dtype=np.float64)
         ss = self.supersample if supersample is None else supersample
         out = []
         for c2w in self.mesh_c2w(c2ws):
-            r = self._renderer.render(self.K, c2w, self.size, self.size, supersample=ss)
+            r = self._renderer.render(K, c2w, size, size, supersample=ss)
             r.depth = (r.depth * self.scale).astype(np.float32)
             out.append(r)
         return out
