@@ -94,14 +94,18 @@ def corner_normals(mesh: trimesh.Trimesh, crease_angle_deg: float = 30.0) -> np.
     trimesh's vertex normals average over *every* face at a vertex, which rounds
     off box edges when the corners are shared. Here a corner averages (area
     weighted) only the faces at its vertex whose normals lie within
-    ``crease_angle_deg`` of its own face's normal.
+    ``crease_angle_deg`` of its own face's normal. Faces meet at a vertex when their
+    corners share a position (so UV seams, which duplicate vertices, are smooth).
     """
     faces = np.asarray(mesh.faces)
     n_faces = len(faces)
     face_normals = np.asarray(mesh.face_normals, dtype=np.float64)
     weighted = face_normals * np.asarray(mesh.area_faces, dtype=np.float64)[:, None]
-    # incidence list (vertex, face, corner), grouped by vertex
-    vert = faces.ravel()
+    # vertices duplicated at UV seams share a position: group corners by position so
+    # that seams do not show in the shading
+    _, position_id = np.unique(np.asarray(mesh.vertices), axis=0, return_inverse=True)
+    # incidence list (position, face, corner), grouped by position
+    vert = position_id.reshape(-1)[faces].ravel()
     face = np.repeat(np.arange(n_faces), 3)
     order = np.argsort(vert, kind="stable")
     vert, face, corner = vert[order], face[order], order

@@ -169,6 +169,10 @@ def test_corner_normals_keep_box_edges_sharp_and_sphere_smooth():
     sphere = trimesh.creation.icosphere(subdivisions=3)
     radial = sphere.vertices[sphere.faces] / np.linalg.norm(sphere.vertices[sphere.faces], axis=-1, keepdims=True)
     assert np.einsum("fkc,fkc->fk", corner_normals(sphere), radial).min() > 0.999
+    # a UV seam duplicates vertices: the normals across it stay smooth
+    split = sphere.copy()
+    split.unmerge_vertices()
+    np.testing.assert_allclose(corner_normals(split), corner_normals(sphere), atol=1e-12)
 
 
 def test_bad_cameras_are_rejected():
