@@ -26,6 +26,7 @@ setup(
         "opencv-python-headless>=4.5",
         "embreex>=2.17",
         "fast-simplification>=0.1",
+        "rtree>=1.0",
         "Pillow>=9.0",
         "PyYAML>=5.4",
         "tqdm>=4.60",

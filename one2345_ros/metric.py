@@ -16,9 +16,11 @@ used, azimuth 0) took the 256x256 crop. The real camera took the same crop with
   object scales about the camera centre: projections do not depend on ``D`` and
   rendered depth is proportional to it. One number, ``D``, remains:
 
-  - depth: render the mesh with D = 1 through the real camera and fit
-    ``z_measured = D * z_rendered`` robustly over the mask (median of ratios,
-    then a trimmed refinement);
+  - depth: start from D = the median masked depth, then fit the similarity
+    (scale, rotation, translation) against the back-projected depth (projective
+    ICP). The fixed-radius virtual camera sees the object with much stronger
+    perspective than a real camera, so image-size matching alone is a few per
+    cent off in scale; depth measures it directly;
   - ``object_distance_m``: D directly;
   - ``object_size_m``: s = size / the mesh's largest canonical extent.
 
@@ -38,6 +40,10 @@ from .io import InputError
 
 TRIM_FRACTION = 0.2
 """Fraction of the worst depth residuals dropped in the refinement (occlusion, holes)."""
+
+ICP_POINTS = 3000
+"""Depth points used in the scale/translation fit (a random subset of the mask)."""
+ICP_ITERATIONS = 30
 
 MIN_DEPTH_PIXELS = 50
 """Fewer valid overlapping depth pixels than this: depth cannot give the scale."""
@@ -82,41 +88,93 @@ def canonical_to_camera(polar_deg: float, K_real, crop, distance_m: float) -> tu
     return T, s
 
 
-def fit_distance_to_depth(mesh, T_unit: np.ndarray, K_real, depth: np.ndarray, mask: np.ndarray):
-    """Fit D in ``depth = D * rendered_depth(T_unit)`` over the object mask.
+def umeyama(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
+    """Least-squares similarity dst ~ s R src + t (Umeyama 1991); R proper (det +1).
 
-    Returns (D, median absolute residual in metres, pixels used). Raises InputError
-    when too few pixels carry both a measurement and a rendered surface.
+    Hand-written because it is ten lines of numpy and no installed library exposes
+    it without extra dependencies (skimage's version returns only a matrix, with no
+    reflection guard we can inspect here).
+    """
+    mu_s, mu_d = src.mean(axis=0), dst.mean(axis=0)
+    a, b = src - mu_s, dst - mu_d
+    U, S, Vt = np.linalg.svd(b.T @ a / len(src))
+    D = np.diag([1.0, 1.0, np.sign(np.linalg.det(U @ Vt))])
+    R = U @ D @ Vt
+    s = float(np.trace(np.diag(S) @ D) / (a * a).sum(axis=1).mean())
+    return R, s, mu_d - s * R @ mu_s
+
+
+def fit_to_depth(mesh, T_init: np.ndarray, K_real, depth: np.ndarray, mask: np.ndarray, seed: int = 0):
+    """Refine the similarity ``T_init`` (canonical -> camera) against the depth.
+
+    First a scale about the camera centre (the silhouette stays put) matches the
+    median depth; then a trimmed nearest-point ICP fits the least-squares
+    similarity ``min_{s, R, t} sum |s R q_i + t - p_i|^2`` (Umeyama) between the
+    depth points p_i and their closest points q_i on the part of the mesh the
+    camera sees at the current pose (recomputed each iteration, so front-surface
+    points cannot slide onto hidden sides). The rotation is refined too: a visible
+    surface couples scale with rotation strongly (a 1 deg tilt can pass for a 10 %
+    scale change), so the elevation's rotation is only the starting point. Trimming drops the worst :data:`TRIM_FRACTION` (occlusions, depth
+    holes, the reconstruction's own errors such as a hull's filled concavities).
+
+    Returns (T, median absolute residual in metres, pixels with depth).
     """
     from .render import Renderer
 
-    unit = mesh.copy()
-    unit.apply_transform(T_unit)
-    h, w = depth.shape
-    rendered = Renderer(unit, shading=None).render(K_real, np.eye(4), w, h).depth
-    valid = mask & (rendered > 0) & np.isfinite(depth) & (depth > 0)
+    valid = mask & np.isfinite(depth) & (depth > 0)
     n = int(np.count_nonzero(valid))
     if n < MIN_DEPTH_PIXELS:
         raise InputError(f"depth: only {n} object pixels have a depth reading (need {MIN_DEPTH_PIXELS})")
-    z_meas = depth[valid].astype(np.float64)
-    z_unit = rendered[valid].astype(np.float64)
-    D = float(np.median(z_meas / z_unit))
-    # Trimmed least squares of z_meas = D z_unit: drops occlusions and the
-    # reconstruction's worst surface errors (hull concavities).
-    residual = np.abs(z_meas - D * z_unit)
-    keep = residual <= np.quantile(residual, 1.0 - TRIM_FRACTION)
-    D = float(z_meas[keep] @ z_unit[keep] / (z_unit[keep] @ z_unit[keep]))
-    return D, float(np.median(np.abs(z_meas - D * z_unit))), n
+    v, u = np.nonzero(valid)
+    pick = np.random.default_rng(seed).choice(n, size=min(n, ICP_POINTS), replace=False)
+    uv = np.stack([u[pick], v[pick]], axis=1).astype(np.float64)
+    points = cam.unproject(uv, depth[v[pick], u[pick]].astype(np.float64), K_real, np.eye(4))
+    rays = points / np.linalg.norm(points, axis=1, keepdims=True)
+
+    intersector = Renderer(mesh, shading=None)
+    s = float(np.cbrt(np.linalg.det(T_init[:3, :3])))
+    R = T_init[:3, :3] / s
+    t = T_init[:3, 3].copy()
+    # Stage 1, one degree of freedom: scale about the camera centre (keeps the
+    # silhouette in place) so that the rendered depth matches the measured one.
+    origin = -(R.T @ t) / s
+    hits = intersector.intersect(np.broadcast_to(origin, rays.shape), rays @ R)
+    if len(hits.ray) < MIN_DEPTH_PIXELS:
+        raise InputError("depth: the reconstruction does not overlap the masked depth; check mask and camera_info")
+    z_model = (s * hits.points @ R.T + t)[:, 2]
+    lam = float(np.median(points[hits.ray, 2] / z_model))
+    s, t = s * lam, t * lam
+    # Stage 2: trimmed nearest-point ICP for the full similarity against the
+    # surface the camera sees at the current pose.
+    residual = np.zeros(0)
+    for _ in range(ICP_ITERATIONS):
+        origin = -(R.T @ t) / s
+        visible_faces = np.unique(intersector.intersect(np.broadcast_to(origin, rays.shape), rays @ R).face)
+        visible = mesh.submesh([visible_faces], append=True)
+        canonical_pts = (points - t) @ R / s
+        closest, dist, _ = visible.nearest.on_surface(canonical_pts)
+        residual = dist * s
+        keep = residual <= np.quantile(residual, 1.0 - TRIM_FRACTION)
+        R_new, s_new, t_new = umeyama(closest[keep], points[keep])
+        step = abs(s_new - s) / s + np.linalg.norm(t_new - t) / np.linalg.norm(t) + np.abs(R_new - R).max()
+        R, s, t = R_new, s_new, t_new
+        if step < 1e-5:
+            break
+    T = np.eye(4)
+    T[:3, :3] = s * R
+    T[:3, 3] = t
+    return T, float(np.median(residual)), n
 
 
 def fit_metric(mesh, polar_deg: float, K_real, crop, mask, depth, cfg: MetricConfig) -> MetricFit | None:
     """Scale and place the canonical ``mesh`` in the real camera; None without a scale source."""
     K_real = np.asarray(K_real, dtype=np.float64)
     if depth is not None:
-        T_unit, _ = canonical_to_camera(polar_deg, K_real, crop, 1.0)
-        D, residual, n = fit_distance_to_depth(mesh, T_unit, K_real, depth, mask)
-        T, s = canonical_to_camera(polar_deg, K_real, crop, D)
-        return MetricFit(T, D, s, "depth", residual, n)
+        D0 = _median_masked(depth, mask)
+        T0, _ = canonical_to_camera(polar_deg, K_real, crop, D0)
+        T, residual, n = fit_to_depth(mesh, T0, K_real, depth, mask)
+        s = float(np.cbrt(np.linalg.det(T[:3, :3])))
+        return MetricFit(T, float(np.linalg.norm(T[:3, 3])), s, "depth", residual, n)
     if cfg.object_distance_m > 0:
         T, s = canonical_to_camera(polar_deg, K_real, crop, cfg.object_distance_m)
         return MetricFit(T, cfg.object_distance_m, s, "object_distance")
@@ -127,6 +185,14 @@ def fit_metric(mesh, polar_deg: float, K_real, crop, mask, depth, cfg: MetricCon
         T, s = canonical_to_camera(polar_deg, K_real, crop, D)
         return MetricFit(T, D, s, "object_size")
     return None
+
+
+def _median_masked(depth: np.ndarray, mask: np.ndarray) -> float:
+    """Initial object distance: the median depth over the mask (the front surface)."""
+    values = depth[mask & np.isfinite(depth) & (depth > 0)]
+    if len(values) < MIN_DEPTH_PIXELS:
+        raise InputError(f"depth: only {len(values)} object pixels have a depth reading (need {MIN_DEPTH_PIXELS})")
+    return float(np.median(values))
 
 
 def depth_to_metres(depth: np.ndarray, encoding: str, depth_scale: float = 0.0) -> np.ndarray:

@@ -33,7 +33,7 @@ def input_c2w(mug):
 
 @pytest.fixture(scope="module")
 def oracle(mug, input_c2w):
-    return OracleGenerator(mug, input_c2w)
+    return OracleGenerator(mug, input_c2w, center="bbox")
 
 
 def _translation(t):
@@ -165,3 +165,17 @@ def test_bad_arguments_are_rejected(oracle, mug):
     at_centre = cameras.make_transform(np.eye(3), mug.bounds.mean(axis=0))
     with pytest.raises(ValueError, match="object centre"):
         OracleGenerator(mug, at_centre)
+
+
+def test_crop_centre_orbits_the_point_preprocessing_centres(mug, input_c2w):
+    oracle = OracleGenerator(mug, input_c2w)  # default center="crop"
+    [view] = oracle.render_views(oracle.input_c2w_canonical(), supersample=1)
+    r0, r1, c0, c1 = _bbox(view.mask)
+    # the silhouette box is centred as preprocess centres it (127.5), within a pixel
+    assert abs((c0 + c1) / 2 - 127.5) <= 1.0 and abs((r0 + r1) / 2 - 127.5) <= 1.0
+    assert abs(max(r1 - r0 + 1, c1 - c0 + 1) - 192) <= 1
+    # the true polar is measured from the orbit centre, which maps to the origin
+    np.testing.assert_allclose(cameras.transform_points(oracle.canonical_from_mesh, oracle.center[None]), 0, atol=1e-12)
+    offset = input_c2w[:3, 3] - oracle.center
+    polar, _, _ = cameras.c2w_to_spherical(cameras.make_transform(np.eye(3), offset))
+    assert oracle.true_polar_deg == pytest.approx(float(polar), abs=1e-9)

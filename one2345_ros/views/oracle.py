@@ -35,6 +35,9 @@ so the fitted fill is accurate to a fraction of a view pixel."""
 SCALE_FIT_TOLERANCE_PX = 1.0 / SCALE_FIT_OVERSAMPLE
 """The measured side is quantised to 1/SCALE_FIT_OVERSAMPLE view pixels."""
 SCALE_FIT_MAX_ITERATIONS = 12
+RECENTRE_MAX_ITERATIONS = 10
+RECENTRE_TOLERANCE_PX = 1.0 / SCALE_FIT_OVERSAMPLE
+"""The silhouette box is measured to 1/SCALE_FIT_OVERSAMPLE view pixels."""
 
 
 class OracleGenerator:
@@ -47,6 +50,8 @@ class OracleGenerator:
         size: side of the square views (256 for Zero123).
         supersample: rays per pixel side, for antialiased edges like real images.
         shading: world-fixed Lambert light (None: bare albedo).
+        center: orbit centre: "crop" (default) the point the preprocessed crop is
+            centred on, as Zero123 sees it; "bbox" the 3-D bounding-box centre.
     """
 
     name = "oracle"
@@ -59,6 +64,7 @@ class OracleGenerator:
         size: int = cameras.VIEW_SIZE,
         supersample: int = 2,
         shading: Shading | None = Shading(),
+        center: str = "crop",
     ):
         input_c2w = np.asarray(input_c2w, dtype=np.float64)
         if input_c2w.shape != (4, 4):
@@ -73,25 +79,64 @@ class OracleGenerator:
         self.K = cameras.view_intrinsics(self.size)
         self._renderer = Renderer(mesh, shading=shading)
         lo, hi = mesh.bounds
-        self.center = (lo + hi) / 2.0
-        """Object centre (bounding-box centre) in the mesh frame."""
-        offset = input_c2w[:3, 3] - self.center
+        self.bbox_center = (lo + hi) / 2.0
+        """Bounding-box centre of the object in the mesh frame (the elevation truth's centre)."""
+        if center not in ("crop", "bbox"):
+            raise ValueError(f"center must be 'crop' or 'bbox', got {center!r}")
+        self._set_frame(self.bbox_center)
+        if center == "crop":
+            self._recentre_on_crop()
+        T = np.eye(4)
+        T[:3, :3] = self.scale * self._rotation
+        T[:3, 3] = -self.scale * (self._rotation @ self.center)
+        self.canonical_from_mesh = T
+        """[4, 4] similarity taking mesh coordinates to the canonical frame."""
+
+    def _set_frame(self, center) -> None:
+        """Orbit centre, true input direction, canonical rotation and scale for ``center``."""
+        lo, hi = self.mesh.bounds
+        offset = self.input_c2w[:3, 3] - center
         if np.linalg.norm(offset) < 1e-9 * max(1.0, float(np.max(hi - lo))):
             raise ValueError("the input camera sits at the object centre; its direction is undefined")
         polar, azimuth, _ = cameras.c2w_to_spherical(cameras.make_transform(np.eye(3), offset))
+        self.center = np.asarray(center, dtype=np.float64)
+        """Orbit centre in the mesh frame: the canonical origin."""
         self.true_polar_deg = float(polar)
-        """Polar angle (deg from +z) of the input camera seen from the object centre."""
+        """Polar angle (deg from +z) of the input camera seen from the orbit centre."""
         self.true_elevation_deg = float(cameras.elevation_from_polar(polar))
         self.input_azimuth_deg = float(azimuth)
         """Azimuth of the input camera in the mesh frame (it becomes 0 in the canonical frame)."""
         self._rotation = cameras.rotation_z(-self.input_azimuth_deg)
         self.scale = self._fit_scale()
         """Canonical units per mesh unit."""
-        T = np.eye(4)
-        T[:3, :3] = self.scale * self._rotation
-        T[:3, 3] = -self.scale * (self._rotation @ self.center)
-        self.canonical_from_mesh = T
-        """[4, 4] similarity taking mesh coordinates to the canonical frame."""
+
+    def _recentre_on_crop(self) -> None:
+        """Move the orbit centre onto the ray preprocessing centres.
+
+        Preprocessing centres the silhouette's 2-D bounding box, not the projection
+        of the 3-D box centre (they differ by many pixels for a mallet seen from
+        above). Zero123 imagines the camera orbiting the point its input looks at,
+        so the oracle orbits the point whose projection is the crop's principal
+        point (128) when the silhouette box is centred (127.5), at the depth of the
+        box centre. Fixed-point iteration: each step re-renders the input view.
+        """
+        f = SCALE_FIT_OVERSAMPLE
+        K = cameras.scale_intrinsics(self.K, f)
+        target = (self.size - 1) / 2.0
+        for _ in range(RECENTRE_MAX_ITERATIONS):
+            c2w = self.mesh_c2w(self.input_c2w_canonical())
+            hit = self._renderer.hit_mask(K, c2w, self.size * f, self.size * f)
+            rows, cols = np.nonzero(hit.any(axis=1))[0], np.nonzero(hit.any(axis=0))[0]
+            # silhouette box centre in view pixels (pixel centres at integers)
+            uv = (np.array([cols[0] + cols[-1], rows[0] + rows[-1]]) / 2.0 + 0.5) / f - 0.5
+            error = float(np.max(np.abs(uv - target)))
+            if error <= RECENTRE_TOLERANCE_PX:
+                return
+            shift = uv - target + self.K[:2, 2]  # the pixel that must become the principal point
+            depth = cameras.ZERO123_RADIUS / self.scale
+            new_center = cameras.unproject(shift[None], np.array([depth]), self.K, c2w)[0]
+            self._set_frame(new_center)
+        raise RuntimeError(f"oracle recentring did not converge (silhouette box centre {error:.2f} px off)")
 
     # ------------------------------------------------------------------ frames
 
