@@ -58,6 +58,12 @@ class Zero123Config:
     """torch.compile the UNet (CUDA only)."""
     allow_pickle: bool = False
     """Allow full pickle loading of trusted checkpoints that weights_only=True rejects."""
+    camera_embedding: str = "auto"
+    """Fourth slot of T: 'delta_radius' (Zero123, Zero123-XL), 'cond_polar' (Stable Zero123) or 'auto'
+    (the saved cc_projection config; Stable Zero123 by folder/file name)."""
+    both_rings: bool = False
+    """Generate both second-ring candidates (views 4-11) with views 0-3, before the elevation is known:
+    4 extra stage-1 views, one fewer sequential batch (3 instead of 4)."""
 
 
 @dataclass

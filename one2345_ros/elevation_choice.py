@@ -72,8 +72,8 @@ def decide_elevation(cfg: ElevationConfig, inputs, pre, decision: ElevationDecis
     elif cfg.source == "gravity":
         raise InputError("elevation.source is 'gravity' but the request has no gravity-aligned camera pose (TF)")
 
-    def estimate(elevation_views: np.ndarray) -> float | None:
-        _run_image_estimate(cfg, elevation_views, decision)
+    def estimate(elevation_views) -> float | None:
+        _run_image_estimate(cfg, np.stack(list(elevation_views)), decision)
         chosen, source, confidence = _choose(cfg, decision)
         decision.chosen_deg, decision.source, decision.confidence = chosen, source, confidence
         return None if chosen is None else float(cam.polar_from_elevation(chosen))

@@ -23,7 +23,7 @@ from .preprocess import preprocess
 from .result import CANONICAL_FRAME_ID, ReconstructionResult
 from .timing import StageTimer
 from .views.base import ViewGenerator
-from .views.plan import PlanViews, run_plan
+from .views.plan import PlanResult, run_one2345_plan
 
 StageProgress = Callable[[str, float], None]
 
@@ -51,7 +51,7 @@ class ReconstructionInputs:
     object_id: str = "object"
 
 
-def stage2_viewset(views: PlanViews, input_azimuth_deg: float) -> ViewSet:
+def stage2_viewset(views: PlanResult, input_azimuth_deg: float) -> ViewSet:
     """The 32 stage-2 views as posed images in the Zero123 world (input at ``input_azimuth_deg``)."""
     planned, images = views.stage2()
     c2w = np.stack([cam.spherical_to_c2w(v.polar_deg, v.azimuth_deg + input_azimuth_deg) for v in planned])
@@ -133,15 +133,17 @@ class Pipeline:
         def plan_progress(stage: str, fraction: float) -> None:
             checkpoint(stage, 0.05 + 0.6 * fraction)
 
-        views = run_plan(
+        views = run_one2345_plan(
             self.generator,
             pre.image,
             estimate,
-            polar_hint_deg=decision.polar_hint_deg,
             seed=cfg.seed,
-            timer=timer,
+            input_polar_prior_deg=decision.polar_hint_deg,
+            both_rings=cfg.zero123.both_rings,
             progress=plan_progress,
         )
+        for stage, seconds in views.timings.items():
+            timer.timings[stage] = timer.timings.get(stage, 0.0) + seconds
 
         checkpoint("reconstruct", 0.7)
         viewset = stage2_viewset(views, cfg.input_azimuth_deg)
@@ -169,7 +171,7 @@ class Pipeline:
             config=C.to_dict(cfg),
         )
         decision.fill(result)
-        result.zero123_input_polar_deg = views.stable_polar_hint_deg
+        result.zero123_input_polar_deg = views.conditioning_polar_deg
         checkpoint("metric", 0.95)
         with timer.stage("metric"):
             apply_metric(result, inputs, pre, cfg.metric)

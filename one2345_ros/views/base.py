@@ -14,6 +14,11 @@ Contract (DESIGN.md):
 
 Returns uint8 [N, 256, 256, 3] RGB on white. Generators answer with images only:
 no ground truth leaks to the elevation estimator or the metric stage.
+
+Optional: ``generate_batch(requests: list[ViewRequest], input_polar_deg, progress,
+stage=1) -> list[images]`` runs the targets of several conditioning images at once
+(one denoising loop for a diffusion model); ``stage`` (1 or 2) selects the plan
+stage's step count. views/plan.py uses it when present.
 """
 
 from __future__ import annotations

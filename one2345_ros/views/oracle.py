@@ -239,9 +239,14 @@ class OracleGenerator:
         return images
 
     def generate_batch(
-        self, requests: Sequence[ViewRequest], input_polar_deg: float | None, progress: ProgressFn | None = None
+        self,
+        requests: Sequence[ViewRequest],
+        input_polar_deg: float | None,
+        progress: ProgressFn | None = None,
+        stage: int = 1,
     ) -> list[np.ndarray]:
-        """:meth:`generate` for each request; ``progress`` counts targets over all requests."""
+        """:meth:`generate` for each request; ``progress`` counts targets over all requests.
+        ``stage`` (the plan stage, which sets a diffusion model's step count) does not matter here."""
         total = sum(len(r.targets) for r in requests)
         done = 0
         out = []

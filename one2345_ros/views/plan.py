@@ -1,47 +1,63 @@
-"""One-2-3-45's two-stage view plan, run with any ViewGenerator.
+"""One-2-3-45's two-stage view plan, with any ViewGenerator.
 
-Order of operations (run.py): stage-1 views 0-3 from the input; the four
-elevation views (stage-2 neighbours of view 0); the polar estimate; the second
-stage-1 ring chosen by that estimate; the remaining stage-2 neighbours. The calls
-are grouped so that a diffusion generator sees few, large batches: the seven
-remaining stage-2 groups go out as one ``generate_batch`` call when the generator
-offers it.
+The original (run.py) makes 10 sampling calls of 4 views. The dependencies allow
+far fewer, larger batches, so this runs:
+
+====  =====================================================  ===========  =======
+call  views                                                   conditioned  stage
+====  =====================================================  ===========  =======
+A     stage-1 views 0-3 (plus 4-11 with ``both_rings``)      input         1
+B     stage-2 neighbours of views 0-3 (16)                   views 0-3     2
+--    polar estimate from 0_0..0_3 -> second ring
+C     the chosen ring, 4-7 or 8-11 (skipped with both_rings) input         1
+D     stage-2 neighbours of the ring (16)                    ring views    2
+====  =====================================================  ===========  =======
+
+Stage-2 conditioning images are cleaned as the original does (pixels >= 253 set
+to 255). Every view has its own seed (``seed + view number``), so with a seeded
+generator the images do not depend on this batching.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
-from .. import cameras as cam
+from ..cameras import ELEVATION_VIEW_OFFSETS, STAGE1_OFFSETS, PlannedView, one2345_plan, stage1_indices
 from ..thresholds import STAGE2_INPUT_WHITE_THRESHOLD
-from ..timing import StageTimer
+from ..timing import StageProgressFn, StageTimer
 from .base import ViewGenerator, ViewRequest
 
-PolarEstimator = Callable[[np.ndarray], float | None]
-"""Four elevation views (4, 256, 256, 3) in ELEVATION_VIEW_OFFSETS order -> polar deg, or None."""
+FALLBACK_POLAR_DEG = 90.0
+"""Polar used when the estimate fails (One-2-3-45 run.py)."""
 
-DEFAULT_POLAR_DEG = 90.0
-"""Polar angle One-2-3-45 falls back to when estimation fails (run.py)."""
+PolarEstimator = Callable[[Sequence[np.ndarray]], "float | None"]
+"""Four views 0_0..0_3 (uint8 [256, 256, 3]) -> input polar in degrees, or None when unreliable."""
 
 
 @dataclass
-class PlanViews:
-    """The generated views of one run of the plan."""
+class PlanResult:
+    """The 40 planned images and the polar they were planned for."""
 
+    images: dict[str, np.ndarray]
+    """Plan name ("0", "4", "0_2", ...) -> uint8 [256, 256, 3], in cameras.one2345_plan order."""
     polar_deg: float
-    """Input polar angle the plan (second ring, poses) was laid out with."""
-    plan: list[cam.PlannedView]
-    images: dict[str, np.ndarray] = field(default_factory=dict)
-    """uint8 [256, 256, 3] per view name ("0".."11", "0_0".."11_3")."""
-    stable_polar_hint_deg: float | None = None
-    """Absolute polar handed to the generator before the estimate existed."""
+    """Input polar used to choose the ring and the poses (estimate, or the fallback)."""
+    polar_source: str
+    """'estimate' or 'fallback'."""
+    conditioning_polar_deg: float | None
+    """Input polar given to the generator before the estimate (Stable Zero123's prior); None = generator default."""
+    plan: list[PlannedView]
+    timings: dict[str, float] = field(default_factory=dict)
 
-    def stage2(self) -> tuple[list[cam.PlannedView], np.ndarray]:
+    def stage_images(self, stage: int) -> list[np.ndarray]:
+        return [self.images[v.name] for v in self.plan if v.stage == stage]
+
+    def stage2(self) -> tuple[list[PlannedView], np.ndarray]:
         """The 32 reconstruction sources: plan entries and images (32, 256, 256, 3)."""
-        views = cam.stage2_views(self.plan)
+        views = [v for v in self.plan if v.stage == 2]
         return views, np.stack([self.images[v.name] for v in views])
 
     def ordered(self) -> tuple[list[str], np.ndarray]:
@@ -50,86 +66,104 @@ class PlanViews:
         return names, np.stack([self.images[n] for n in names])
 
 
+def view_seed(seed: int, name: str) -> int:
+    """Seed of one planned view: stage-1 view i -> seed + i, stage-2 view i_j -> seed + 12 + 4 i + j."""
+    if "_" in name:
+        i, j = (int(x) for x in name.split("_"))
+        return seed + len(STAGE1_OFFSETS) + 4 * i + j
+    return seed + int(name)
+
+
 def clean_stage2_input(image: np.ndarray) -> np.ndarray:
-    """Stage-2 conditioning images get near-white pixels set to white, as the original does."""
+    """Near-white pixels (any channel >= 253) set to 255, per channel as zero123_utils.py does."""
     out = image.copy()
     out[out >= STAGE2_INPUT_WHITE_THRESHOLD] = 255
     return out
 
 
-def _generate_groups(generator: ViewGenerator, requests: list[ViewRequest], polar_hint, progress):
-    if hasattr(generator, "generate_batch"):
-        return generator.generate_batch(requests, polar_hint, progress)
-    return [
-        generator.generate(r.cond_image, r.cond_pose, list(r.targets), polar_hint, list(r.seeds), progress)
-        for r in requests
-    ]
-
-
-def run_plan(
+def run_batch(
     generator: ViewGenerator,
-    cond_image: np.ndarray,
+    requests: list[ViewRequest],
+    input_polar_deg: float | None,
+    stage: int,
+    progress: Callable[[int, int], None] | None,
+) -> list[np.ndarray]:
+    """One batch: ``generate_batch`` (one denoising loop) when the generator has it, else one call per request."""
+    if hasattr(generator, "generate_batch"):
+        return generator.generate_batch(requests, input_polar_deg, progress, stage=stage)
+    out = []
+    for k, r in enumerate(requests):
+        inner = None if progress is None else (lambda d, t, k=k: progress(k * t + d, len(requests) * t))
+        out.append(generator.generate(r.cond_image, r.cond_pose, r.targets, input_polar_deg, r.seeds, inner))
+    return out
+
+
+def run_one2345_plan(
+    generator: ViewGenerator,
+    input_image: np.ndarray,
     estimate_polar: PolarEstimator,
-    *,
-    polar_hint_deg: float | None = None,
     seed: int = 0,
-    timer: StageTimer | None = None,
-    progress: Callable[[str, float], None] | None = None,
-) -> PlanViews:
-    """Generate the 40 views of the plan for one preprocessed input image.
+    input_polar_prior_deg: float | None = None,
+    both_rings: bool = False,
+    input_azimuth_deg: float = 0.0,
+    progress: StageProgressFn | None = None,
+) -> PlanResult:
+    """Generate the 8 stage-1 and 32 stage-2 views of One-2-3-45 for ``input_image`` (uint8 [256, 256, 3]).
 
-    Args:
-        generator: any ViewGenerator.
-        cond_image: uint8 [256, 256, 3] preprocessed input.
-        estimate_polar: called once with the four elevation views; None means
-            "unreliable" and the plan falls back to :data:`DEFAULT_POLAR_DEG`.
-        polar_hint_deg: absolute input polar known before the estimate (gravity),
-            for Stable Zero123; None -> 90.
-        seed: base seed; stage-1 view i gets ``seed + i``, view "i_j" ``seed + 12 + 4i + j``,
-            so an image does not depend on which ring the estimate selects.
-        timer: records "views_stage1", "elevation", "views_stage2".
-        progress: ``callback(stage, fraction of this plan done)``.
+    ``input_polar_prior_deg`` (e.g. from gravity) is what the generator gets as the
+    input polar until the estimate exists; ``input_azimuth_deg`` only sets the
+    absolute azimuths of the returned plan.
     """
-    timer = timer or StageTimer()
-    report = progress or (lambda stage, fraction: None)
-    hint = DEFAULT_POLAR_DEG if polar_hint_deg is None else float(polar_hint_deg)
-    seed_of = {str(i): seed + i for i in range(12)}
-    seed_of.update({f"{i}_{j}": seed + 12 + 4 * i + j for i in range(12) for j in range(4)})
-    images: dict[str, np.ndarray] = {}
+    timer = StageTimer()
+    rings = {1: list(range(4, 8)), 2: list(range(8, 12))}
+    total = 44 if both_rings else 40
+    done = [0]
 
-    def stage1(indices: list[int]) -> None:
-        targets = [(*cam.STAGE1_OFFSETS[i], 0.0) for i in indices]
-        out = generator.generate(cond_image, (0.0, 0.0), targets, hint, [seed_of[str(i)] for i in indices], None)
-        images.update({str(i): img for i, img in zip(indices, out)})
+    def batch(requests, polar, stage, timing_key):
+        n = sum(len(r.targets) for r in requests)
 
-    def neighbour_request(parent: str) -> ViewRequest:
-        i = int(parent)
-        return ViewRequest(
-            cond_image=clean_stage2_input(images[parent]),
-            cond_pose=cam.STAGE1_OFFSETS[i],
-            targets=tuple((dp, da, 0.0) for dp, da in cam.ELEVATION_VIEW_OFFSETS),
-            seeds=tuple(seed_of[f"{parent}_{j}"] for j in range(4)),
-        )
+        def inner(d, t):
+            if progress is not None:
+                progress(timing_key, (done[0] + n * d / max(t, 1)) / total)
 
-    with timer.stage("views_stage1"):
-        report("views_stage1", 0.0)
-        stage1([0, 1, 2, 3])
-        report("views_stage1", 0.2)
-        (elevation_views,) = _generate_groups(generator, [neighbour_request("0")], hint, None)
-        images.update({f"0_{j}": img for j, img in enumerate(elevation_views)})
+        with timer.stage(timing_key):
+            out = run_batch(generator, requests, polar, stage, inner if progress else None)
+        done[0] += n
+        if progress is not None:
+            progress(timing_key, done[0] / total)
+        return out
+
+    def stage1_request(indices):
+        targets = tuple((STAGE1_OFFSETS[i][0], STAGE1_OFFSETS[i][1], 0.0) for i in indices)
+        return ViewRequest(input_image, (0.0, 0.0), targets, tuple(view_seed(seed, str(i)) for i in indices))
+
+    def stage2_request(i, image):
+        targets = tuple((dp, da, 0.0) for dp, da in ELEVATION_VIEW_OFFSETS)
+        names = [f"{i}_{j}" for j in range(len(ELEVATION_VIEW_OFFSETS))]
+        pose = STAGE1_OFFSETS[i]
+        return ViewRequest(clean_stage2_input(image), pose, targets, tuple(view_seed(seed, n) for n in names))
+
+    stage1: dict[int, np.ndarray] = {}
+    first = [0, 1, 2, 3] + (rings[1] + rings[2] if both_rings else [])
+    (views,) = batch([stage1_request(first)], input_polar_prior_deg, 1, "views_stage1")
+    stage1.update(zip(first, views))
+
+    stage2: dict[str, np.ndarray] = {}
+    for i, views in zip(range(4), batch([stage2_request(i, stage1[i]) for i in range(4)], input_polar_prior_deg, 2, "views_stage2")):
+        stage2.update({f"{i}_{j}": v for j, v in enumerate(views)})
+
     with timer.stage("elevation"):
-        report("elevation", 0.3)
-        estimate = estimate_polar(np.stack(elevation_views))
-    polar = DEFAULT_POLAR_DEG if estimate is None else float(estimate)
-    plan = cam.one2345_plan(polar)
-    with timer.stage("views_stage2"):
-        report("views_stage2", 0.35)
-        second_ring = cam.stage1_indices(polar)[4:]
-        stage1(second_ring)
-        report("views_stage2", 0.5)
-        parents = [str(i) for i in cam.stage1_indices(polar)[1:]]
-        groups = _generate_groups(generator, [neighbour_request(p) for p in parents], polar, None)
-        for parent, group in zip(parents, groups):
-            images.update({f"{parent}_{j}": img for j, img in enumerate(group)})
-        report("views_stage2", 1.0)
-    return PlanViews(polar_deg=polar, plan=plan, images=images, stable_polar_hint_deg=hint)
+        estimate = estimate_polar([stage2[f"0_{j}"] for j in range(4)])
+    polar, source = (float(estimate), "estimate") if estimate is not None else (FALLBACK_POLAR_DEG, "fallback")
+    ring = stage1_indices(polar)[4:]
+
+    if not both_rings:
+        (views,) = batch([stage1_request(ring)], polar, 1, "views_stage1")
+        stage1.update(zip(ring, views))
+    results = batch([stage2_request(i, stage1[i]) for i in ring], polar, 2, "views_stage2")
+    for i, views in zip(ring, results):
+        stage2.update({f"{i}_{j}": v for j, v in enumerate(views)})
+
+    plan = one2345_plan(polar, input_azimuth_deg)
+    images = {v.name: (stage1[int(v.name)] if v.stage == 1 else stage2[v.name]) for v in plan}
+    return PlanResult(images, polar, source, input_polar_prior_deg, plan, dict(timer.timings))
