@@ -49,6 +49,8 @@ class Outcome:
     frames: FrameSet | None = None
     result: Any = None
     mesh_uri: str = ""
+    published: Any = None
+    """The ReconstructedObject message the node published (set by the node)."""
 
     @property
     def success(self) -> bool:
