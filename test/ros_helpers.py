@@ -6,6 +6,7 @@ import importlib
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -98,8 +99,12 @@ class FakePipeline:
                 raise FakeCancelled(f"cancelled before {stage}")
             if progress:
                 progress(stage, i / len(self.STAGES))
-            if i == 0 and self.gate is not None:
-                self.gate.wait(10)
+            if i == 0 and self.gate is not None:  # hold the worker until released or cancelled
+                deadline = time.monotonic() + 10
+                while not self.gate.is_set() and not (cancel is not None and cancel.is_set()):
+                    if time.monotonic() > deadline:
+                        break
+                    time.sleep(0.002)
         if self.error is not None:
             raise self.error
         return known_result(inputs["frame_id"])

@@ -79,8 +79,11 @@ def has_calibration(msg) -> bool:
     return msg is not None and bool(np.any(np.asarray(msg.k, dtype=np.float64)))
 
 
-def check_messages(msgs: InputMessages) -> None:
-    """Cheap checks without converting pixels; raises BadMessage with the reason."""
+def check_messages(msgs: InputMessages, min_mask_pixels: int = 0) -> None:
+    """Cheap checks without converting pixels; raises BadMessage with the reason.
+
+    With ``min_mask_pixels`` > 0 an (almost) empty mask is rejected too (one count_nonzero).
+    """
     img, mask = msgs.image, msgs.mask
     if img.encoding not in images.COLOR_ENCODINGS:
         raise BadMessage(f"image: encoding '{img.encoding}' not supported; use one of {', '.join(images.COLOR_ENCODINGS)}")
@@ -100,6 +103,10 @@ def check_messages(msgs: InputMessages) -> None:
                              f"{msg.width}x{msg.height} {msg.encoding} pixels")  # fmt: skip
         if (msg.width, msg.height) != (img.width, img.height):
             raise BadMessage(f"{what}: size {msg.width}x{msg.height} differs from the image's {img.width}x{img.height}")
+    if min_mask_pixels > 0:
+        count = int(np.count_nonzero(images.image_array(mask, "mask")))
+        if count < min_mask_pixels:
+            raise BadMessage(f"mask: {count} object pixels, fewer than ros.min_mask_pixels = {min_mask_pixels} (empty mask?)")
     info = msgs.camera_info
     if info is not None and has_calibration(info) and (info.width, info.height) not in ((0, 0), (img.width, img.height)):
         raise BadMessage(f"camera_info: calibrated for {info.width}x{info.height}, image is {img.width}x{img.height}")
@@ -138,13 +145,17 @@ def frames_from_messages(msgs: InputMessages, object_id: str, *, depth_scale: fl
 class LatestPair:
     """The newest synchronised input set; thread-safe (filled by callbacks, read by requests)."""
 
-    def __init__(self):
+    def __init__(self, min_mask_pixels: int = 0):
+        self.min_mask_pixels = min_mask_pixels
         self._lock = threading.Lock()
         self._msgs: InputMessages | None = None
 
     def offer(self, msgs: InputMessages) -> None:
-        """Keep ``msgs`` as the latest set, or raise BadMessage (bad content, or older than held)."""
-        check_messages(msgs)
+        """Keep ``msgs`` as the latest set, or raise BadMessage (bad content, empty mask, older than held).
+
+        A rejected set leaves the held one in place (``max_input_age_s`` bounds how old it may get).
+        """
+        check_messages(msgs, self.min_mask_pixels)
         with self._lock:
             if self._msgs is not None and msgs.stamp_ns < self._msgs.stamp_ns:
                 held = self._msgs.stamp_ns

@@ -92,7 +92,7 @@ class Reconstructor:
         self.log = log or logging.getLogger("one2345_ros.reconstructor")
         self._clock_ns = clock_ns
         self._cancelled = _default_cancelled_types() if cancelled_types is None else cancelled_types
-        self.latest = LatestPair()
+        self.latest = LatestPair(settings.node.min_mask_pixels)
         self.worker = Worker(settings.node.queue_requests)
         self._pipeline = None
         self._active = threading.Event()
