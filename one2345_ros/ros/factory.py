@@ -3,7 +3,7 @@
 The node passes :class:`RclpyFactory` (in ``node.py``); the ``bag`` command and the tests
 pass :class:`RosbagsFactory`. Both offer:
 
-- ``make(msgtype, **fields)``: a message of type ``"pkg/msg/Name"``. rclpy classes have
+- ``make(msgtype, **fields)``: a message of a type named like ``"sensor_msgs/msg/Image"``. rclpy classes have
   defaults for every field; rosbags classes are dataclasses without defaults, so
   :class:`RosbagsFactory` fills the fields not given with ROS default values.
 - ``ctor(msgtype)``: the raw class, for hot loops that pass every field by keyword
