@@ -52,8 +52,11 @@ def cluster_decimate(vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray
 
 
 def _cluster_once(vertices, faces, colors, lo, cell):
-    keys = np.floor((vertices - lo) / cell).astype(np.int64)
-    _, cluster, counts = np.unique(keys, axis=0, return_inverse=True, return_counts=True)
+    ijk = np.floor((vertices - lo) / cell).astype(np.int64)
+    side = int(ijk.max()) + 1
+    # One int64 key per cell: 1-D unique is several times faster than unique(axis=0).
+    keys = (ijk[:, 0] * side + ijk[:, 1]) * side + ijk[:, 2]
+    _, cluster, counts = np.unique(keys, return_inverse=True, return_counts=True)
     cluster = cluster.reshape(-1)
     n = len(counts)
     new_vertices = np.stack([np.bincount(cluster, vertices[:, k], n) for k in range(3)], axis=1) / counts[:, None]
@@ -66,7 +69,11 @@ def _cluster_once(vertices, faces, colors, lo, cell):
     keep = (f[:, 0] != f[:, 1]) & (f[:, 1] != f[:, 2]) & (f[:, 0] != f[:, 2])
     f = f[keep]
     # Drop duplicates regardless of winding start, keep the first orientation seen.
-    _, first = np.unique(np.sort(f, axis=1), axis=0, return_index=True)
+    s = np.sort(f, axis=1)
+    if n < 2_000_000:  # n**3 fits in int64: one key per face, fast 1-D unique
+        _, first = np.unique((s[:, 0] * n + s[:, 1]) * n + s[:, 2], return_index=True)
+    else:
+        _, first = np.unique(s, axis=0, return_index=True)
     f = f[np.sort(first)]
     used = np.unique(f)
     remap = np.full(n, -1, dtype=np.int64)
