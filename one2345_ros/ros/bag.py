@@ -220,3 +220,15 @@ def _pipeline_reconstructor(settings: Settings) -> ReconstructFn:
         return pipeline.reconstruct(ReconstructionInputs(**frames.pipeline_kwargs()), progress=progress)
 
     return reconstruct
+
+
+def main(argv=None) -> int:
+    """``python -m one2345_ros.ros.bag bag IN ...`` (the same as ``one2345 bag IN ...``)."""
+    parser = argparse.ArgumentParser(prog="one2345")
+    add_bag_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
