@@ -125,6 +125,18 @@ class Synchronizer:
         self.callback = callback
 
 
+class TfBuffer:
+    """Answers every lookup with a camera 0.5 m above base_link, looking down."""
+
+    asked = []
+
+    def lookup_transform(self, target, source, stamp, timeout):
+        TfBuffer.asked.append((target, source, stamp, timeout))
+        tf = F.make("geometry_msgs/msg/Transform", translation=F.make("geometry_msgs/msg/Vector3", z=0.5),
+                    rotation=F.make("geometry_msgs/msg/Quaternion", x=1.0, w=0.0))  # fmt: skip
+        return types.SimpleNamespace(transform=tf)
+
+
 class Broadcaster:
     def __init__(self, node):
         self.sent = []
@@ -153,7 +165,9 @@ def node_module(monkeypatch):
     module("rcl_interfaces.msg", ParameterDescriptor=lambda **kw: kw)
     module("message_filters", Subscriber=lambda node, t, topic, **kw: types.SimpleNamespace(topic=topic, sub=topic),
            ApproximateTimeSynchronizer=Synchronizer)  # fmt: skip
-    module("tf2_ros", StaticTransformBroadcaster=Broadcaster)
+    module("tf2_ros", StaticTransformBroadcaster=Broadcaster, Buffer=TfBuffer, TransformListener=lambda buf, node: None)
+    module("rclpy.time", Time=lambda nanoseconds: nanoseconds)
+    module("rclpy.duration", Duration=lambda seconds: seconds)
     for package in ("std_msgs", "sensor_msgs", "geometry_msgs", "shape_msgs", "visualization_msgs",
                     "builtin_interfaces", "one2345_ros"):  # fmt: skip
         for kind in ("msg", "srv", "action"):
@@ -258,3 +272,17 @@ class GoalHandle:
 
     def canceled(self):
         self.state = "canceled"
+
+
+def test_gravity_frame_uses_tf(node_module, tmp_path):
+    node, pipeline = _node(node_module, tmp_path, **{"ros.gravity_frame": "base_link", "ros.tf_timeout_s": 0.3})
+    node.on_configure(None)
+    node.on_activate(None)
+    _, _, image, mask = scene(stamp_ns=2_000_000_000)
+    Synchronizer.last.callback(image, mask)
+    response = node.services["reconstruct_object"](F.make("one2345_ros/srv/ReconstructObject_Request"), _response())
+    assert response.success, response.message
+    assert TfBuffer.asked[-1] == ("base_link", "cam_optical", 2_000_000_000, 0.3)
+    np.testing.assert_allclose(pipeline.inputs[0]["gravity_c2w"], [[1, 0, 0, 0], [0, -1, 0, 0], [0, 0, -1, 0.5],
+                                                                  [0, 0, 0, 1]], atol=1e-12)  # fmt: skip
+    node.on_shutdown(None)

@@ -239,3 +239,36 @@ def test_bad_and_latest_inputs(make_core, caplog):
     empty = core.run(Request("x", *scene()[2:3], image_msg(np.zeros((48, 64), np.uint8), "mono8")))
     assert empty.status == "bad_input" and "empty mask" in empty.message
     assert core.run(Request("x", scene()[2], None)).message == "bad input: request has an image but no mask"
+
+
+def test_gravity_from_tf_reaches_the_pipeline_or_is_reported(tmp_path):
+    c2w = np.eye(4)
+    c2w[2, 3] = 0.7
+
+    def make(source, lookup):
+        settings = Settings()
+        settings.pipeline.output_dir = str(tmp_path)
+        settings.pipeline.elevation.source = source
+        settings.node = replace(NodeConfig(min_mask_pixels=10), gravity_frame="base_link")
+        pipeline = FakePipeline()
+        core = Reconstructor(settings, lambda cfg: pipeline, make_inputs=dict, gravity_lookup=lookup)
+        core.activate()
+        return core, pipeline
+
+    asked = []
+    core, pipeline = make("auto", lambda frame, stamp: asked.append((frame, stamp)) or c2w)
+    assert core.run(_request()).success
+    assert asked == [("cam_optical", 1_000_000_000)]
+    np.testing.assert_array_equal(pipeline.inputs[0]["gravity_c2w"], c2w)
+    core.shutdown()
+
+    def missing(frame, stamp):
+        raise LookupError("frame base_link does not exist")
+
+    core, pipeline = make("auto", missing)
+    assert core.run(_request()).success and pipeline.inputs[0]["gravity_c2w"] is None
+    core.shutdown()
+    core, _ = make("gravity", missing)
+    outcome = core.run(_request())
+    assert outcome.status == "bad_input" and "no transform base_link <- cam_optical" in outcome.message
+    core.shutdown()

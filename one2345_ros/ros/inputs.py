@@ -49,11 +49,12 @@ class FrameSet:
     stamp_ns: int
     object_id: str
     notes: list[str] = field(default_factory=list)
+    gravity_c2w: np.ndarray | None = None  # (4, 4) camera pose in a z-up frame, from TF
 
     def pipeline_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of ``one2345_ros.pipeline.ReconstructionInputs``."""
         return {"image": self.image, "mask": self.mask, "depth": self.depth, "K": self.K,
-                "frame_id": self.frame_id, "gravity_c2w": None, "object_id": self.object_id}  # fmt: skip
+                "frame_id": self.frame_id, "gravity_c2w": self.gravity_c2w, "object_id": self.object_id}  # fmt: skip
 
 
 def header_stamp_ns(msg) -> int:

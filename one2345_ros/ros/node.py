@@ -41,6 +41,7 @@ from .inputs import InputMessages
 from .node_config import NODE_NAME, Settings, default_parameters, settings_from_parameters
 from .publications import build_publications
 from .reconstructor import Outcome, Reconstructor, Request
+from .transforms import transform_to_matrix
 
 LATCHED = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
                      durability=DurabilityPolicy.TRANSIENT_LOCAL)  # fmt: skip
@@ -89,7 +90,8 @@ class ReconstructorNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         cfg = self.settings.node
         self.core = Reconstructor(self.settings, self._pipeline_factory, make_inputs=self._make_inputs,
-                                  log=self.get_logger(), clock_ns=lambda: self.get_clock().now().nanoseconds)  # fmt: skip
+                                  log=self.get_logger(), clock_ns=lambda: self.get_clock().now().nanoseconds,
+                                  gravity_lookup=self._gravity_lookup() if cfg.gravity_frame else None)  # fmt: skip
         self._pubs = {key: self.create_publisher(msg_type, f"~/{key}", LATCHED) for key, msg_type in _OUTPUT_TYPES.items()}
         if cfg.publish_collision_object:
             try:
@@ -110,6 +112,24 @@ class ReconstructorNode(LifecycleNode):
         self.configured = True
         self.get_logger().info("configured; " + ("models load on activate" if not cfg.autostart else "activating"))
         return TransitionCallbackReturn.SUCCESS
+
+    def _gravity_lookup(self):
+        """TF lookup of the camera's pose in ros.gravity_frame at the image stamp (blocks one
+        request thread for at most ros.tf_timeout_s; the listener runs on the executor)."""
+        from rclpy.duration import Duration
+        from rclpy.time import Time
+        from tf2_ros import Buffer, TransformListener
+
+        cfg = self.settings.node
+        self._tf_buffer = Buffer()
+        self._tf_listener = TransformListener(self._tf_buffer, self)
+
+        def lookup(frame_id: str, stamp_ns: int):
+            stamped = self._tf_buffer.lookup_transform(cfg.gravity_frame, frame_id, Time(nanoseconds=stamp_ns),
+                                                       timeout=Duration(seconds=cfg.tf_timeout_s))  # fmt: skip
+            return transform_to_matrix(stamped.transform)
+
+        return lookup
 
     def _create_inputs(self) -> None:
         cfg = self.settings.node

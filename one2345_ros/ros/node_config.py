@@ -55,6 +55,11 @@ class NodeConfig:
     collision_object_topic: str = "/collision_object"
     write_mesh: bool = True
     """Write the mesh and result.json under output_dir (needed for mesh_uri and MESH_RESOURCE)."""
+    gravity_frame: str = ""
+    """A z-up TF frame (REP-103: base_link, odom, map); the camera's pose in it at the image
+    stamp is handed to the pipeline for gravity elevation. '' = no gravity."""
+    tf_timeout_s: float = 0.2
+    """How long a request waits for that transform."""
 
 
 _CHOICES = {
@@ -70,7 +75,7 @@ _CHOICES = {
     "mesh.format": ("glb", "ply", "obj"),
 }
 _DEVICES = ("zero123.device", "sparseneus.device")
-_NON_NEGATIVE = ("ros.sync_slop_s", "ros.queue_requests", "ros.request_timeout_s", "ros.max_input_age_s",
+_NON_NEGATIVE = ("ros.tf_timeout_s", "ros.sync_slop_s", "ros.queue_requests", "ros.request_timeout_s", "ros.max_input_age_s",
                  "ros.min_mask_pixels", "ros.marker_face_budget", "metric.depth_scale")  # fmt: skip
 _POSITIVE = ("ros.sync_queue_size", "ros.input_history_depth")
 _WEIGHT_FILES = ("zero123.model", "zero123.image_encoder", "sparseneus.checkpoint", "elevation.loftr_weights")
@@ -164,6 +169,8 @@ def validate(settings: Settings) -> list[str]:
         path = flat[name]
         if path and not Path(os.path.expanduser(path)).exists():
             problems.append(f"{name}: {path} does not exist (set it to the downloaded weights, or '' for the default)")
+    if settings.pipeline.elevation.source == "gravity" and not settings.node.gravity_frame:
+        problems.append("elevation.source: 'gravity' needs ros.gravity_frame (a z-up TF frame such as base_link)")
     if settings.node.publish_collision_object and not settings.node.collision_object_topic:
         problems.append("ros.collision_object_topic: empty while ros.publish_collision_object is true")
     return problems

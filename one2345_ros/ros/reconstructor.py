@@ -81,16 +81,20 @@ class Reconstructor:
         make_inputs: builds the pipeline's input object from FrameSet.pipeline_kwargs().
         log: a logger with ``info``, ``warning`` and ``error`` (rclpy's or logging's).
         clock_ns: the node clock (sim time aware), nanoseconds.
+        gravity_lookup: ``(camera frame_id, stamp_ns) -> (4, 4) c2w`` in the z-up
+            ``ros.gravity_frame`` (TF in the node); raises when unavailable.
     """
 
     def __init__(self, settings: Settings, pipeline_factory: Callable[[Any], Any], *,
                  make_inputs: Callable[..., Any] | None = None, log=None,
-                 clock_ns: Callable[[], int] = time.time_ns, cancelled_types: tuple[type, ...] | None = None):  # fmt: skip
+                 clock_ns: Callable[[], int] = time.time_ns, cancelled_types: tuple[type, ...] | None = None,
+                 gravity_lookup: Callable[[str, int], Any] | None = None):  # fmt: skip
         self.settings = settings
         self._factory = pipeline_factory
         self._make_inputs = make_inputs or _default_make_inputs
         self.log = log or logging.getLogger("one2345_ros.reconstructor")
         self._clock_ns = clock_ns
+        self._gravity_lookup = gravity_lookup
         self._cancelled = _default_cancelled_types() if cancelled_types is None else cancelled_types
         self.latest = LatestPair(settings.node.min_mask_pixels)
         self.worker = Worker(settings.node.queue_requests)
@@ -166,9 +170,23 @@ class Reconstructor:
         frames = frames_from_messages(msgs, request.object_id, depth_scale=self.settings.pipeline.metric.depth_scale,
                                       min_mask_pixels=self.settings.node.min_mask_pixels,
                                       mask_threshold=self.settings.pipeline.preprocess.mask_threshold)  # fmt: skip
+        self._add_gravity(frames)
         ticket = self.worker.submit(lambda progress, cancel: self._job(frames, progress, cancel),
                                     label=f"'{frames.object_id}'", on_progress=on_progress)  # fmt: skip
         return ticket, frames
+
+    def _add_gravity(self, frames: FrameSet) -> None:
+        gravity_frame = self.settings.node.gravity_frame
+        if not gravity_frame or self._gravity_lookup is None:
+            return
+        try:
+            frames.gravity_c2w = self._gravity_lookup(frames.frame_id, frames.stamp_ns)
+        except Exception as exc:
+            reason = f"no transform {gravity_frame} <- {frames.frame_id} at the image stamp ({type(exc).__name__}: {exc})"
+            if self.settings.pipeline.elevation.source == "gravity":
+                raise BadMessage(reason) from exc
+            self.log.warning(f"{reason}; elevation from the image only")
+            frames.notes.append("no gravity")
 
     def _job(self, frames: FrameSet, progress, cancel: threading.Event):
         if self._pipeline is None:
