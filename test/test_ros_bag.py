@@ -145,3 +145,13 @@ def test_errors_are_one_line_with_exit_code(tmp_path, capsys):
     code = bag_main(_args(str(tmp_path / "in"), "--image-topic", "/cam/image", "--mask-topic", "/seg/mask",
                           "--out", str(tmp_path / "o2"), "--stamps", "7.5"), reconstruct_fn=Recorder())  # fmt: skip
     assert code == 2 and "within 0.05 s of stamp 7.5" in capsys.readouterr().err
+
+
+def test_header_stamp_read_from_cdr_bytes_matches_deserialization():
+    from one2345_ros.ros.bag import cdr_header_stamp_ns
+    from one2345_ros.ros.inputs import header_stamp_ns
+
+    for msg in (image_msg(_rgb(SEC), "rgb8", 1_234_567_891_011), camera_info_msg(K, 64, 48, stamp_ns=-5 * SEC + 7)):
+        for little in (True, False):
+            raw = TYPESTORE.serialize_cdr(msg, msg.__msgtype__, little_endian=little)
+            assert cdr_header_stamp_ns(raw) == header_stamp_ns(msg)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import bisect
 import json
+import struct
 import sys
 from pathlib import Path
 from typing import Callable
@@ -18,7 +19,7 @@ from ..config import ConfigError
 from ..io import InputError
 from .factory import RosbagsFactory
 from .images import BadMessage
-from .inputs import FrameSet, InputMessages, frames_from_messages, header_stamp_ns
+from .inputs import FrameSet, InputMessages, frames_from_messages
 from .interfaces import make_typestore
 from .node_config import NODE_NAME, Settings, load_params_file
 from .outputs import unique_stem, write_result_files
@@ -140,12 +141,25 @@ def _run(args, reconstruct_fn) -> int:
     return 0 if written else 1
 
 
+def cdr_header_stamp_ns(raw: bytes) -> int:
+    """Stamp of a CDR message that starts with std_msgs/Header (Image, CameraInfo), read from
+    its first 12 bytes instead of deserializing megabytes of pixels.
+
+    Layout: 4-byte encapsulation header (byte 1: 0 big-, 1 little-endian), then
+    builtin_interfaces/Time as int32 sec, uint32 nanosec.
+    """
+    if len(raw) < 12 or raw[1] not in (0, 1):
+        raise ValueError("not a CDR message with a header")
+    sec, nanosec = struct.unpack_from("<iI" if raw[1] == 1 else ">iI", raw, 4)
+    return sec * 1_000_000_000 + nanosec
+
+
 def _header_stamps(reader, roles: dict[str, str]) -> dict[str, list[int]]:
     """Header stamps (ns) of every message per role, in bag order."""
     stamps: dict[str, list[int]] = {}
     for role, topic in roles.items():
         conns = [c for c in reader.connections if c.topic == topic]
-        stamps[role] = [header_stamp_ns(reader.deserialize(raw, c.msgtype)) for c, _, raw in reader.messages(conns)]
+        stamps[role] = [cdr_header_stamp_ns(bytes(raw[:12])) for _, _, raw in reader.messages(conns)]
     return stamps
 
 
