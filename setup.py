@@ -14,6 +14,13 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["one2345_ros", "one2345_ros.*"]),
     package_data={"one2345_ros": ["assets/objects/*", "assets/LICENSE"]},
+    # The interface definitions, so the ROS-free `one2345 bag` can write ReconstructedObject
+    # messages after a plain pip install (one2345_ros/ros/interfaces.py looks here).
+    data_files=[
+        ("share/one2345_ros/msg", ["msg/ReconstructedObject.msg"]),
+        ("share/one2345_ros/srv", ["srv/ReconstructObject.srv"]),
+        ("share/one2345_ros/action", ["action/ReconstructObject.action"]),
+    ],
     install_requires=[
         "numpy>=1.21",
         "torch>=2.1",

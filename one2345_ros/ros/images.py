@@ -1,0 +1,158 @@
+"""sensor_msgs/Image and CameraInfo <-> numpy, shared by the node and the ``bag`` command.
+
+Works on rclpy and rosbags messages alike (both expose ``height``, ``width``, ``encoding``,
+``is_bigendian``, ``step`` and a buffer ``data``). One conversion path for both keeps the
+node and offline runs identical; the ``ros`` tests check it against cv_bridge.
+Every rejection raises :class:`BadMessage` with a reason naming the message and the fault.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .factory import MessageFactory
+
+
+class BadMessage(ValueError):
+    """An input message cannot be used; the text says which one and why."""
+
+
+# encoding -> (numpy dtype, channels)
+ENCODINGS = {
+    "rgb8": (np.uint8, 3), "bgr8": (np.uint8, 3), "rgba8": (np.uint8, 4), "bgra8": (np.uint8, 4),
+    "mono8": (np.uint8, 1), "8UC1": (np.uint8, 1), "8UC3": (np.uint8, 3),
+    "mono16": (np.uint16, 1), "16UC1": (np.uint16, 1), "32FC1": (np.float32, 1),
+}  # fmt: skip
+COLOR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "8UC3")
+MASK_ENCODINGS = ("mono8", "8UC1")
+DEPTH_ENCODINGS = ("16UC1", "mono16", "32FC1")
+# Default divisors turning depth pixels into metres (REP-118: 16UC1 millimetres, 32FC1 metres).
+DEPTH_DIVISOR = {"16UC1": 1000.0, "mono16": 1000.0, "32FC1": 1.0}
+
+
+def image_array(msg, what: str = "image", allowed: tuple[str, ...] | None = None) -> np.ndarray:
+    """The pixels of an Image message as (H, W) or (H, W, C), in the message's own encoding.
+
+    Honours row padding (``step``) and ``is_bigendian``. The array may share memory with
+    the message.
+    """
+    encoding = msg.encoding
+    if allowed is not None and encoding not in allowed:
+        raise BadMessage(f"{what}: encoding '{encoding}' not supported here; use one of {', '.join(allowed)}")
+    if encoding not in ENCODINGS:
+        raise BadMessage(f"{what}: unknown encoding '{encoding}'; supported: {', '.join(ENCODINGS)}")
+    dtype, channels = ENCODINGS[encoding]
+    height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    if height == 0 or width == 0:
+        raise BadMessage(f"{what}: empty image ({width}x{height})")
+    itemsize = np.dtype(dtype).itemsize
+    row_bytes = width * channels * itemsize
+    if step < row_bytes:
+        raise BadMessage(f"{what}: step {step} is smaller than width*channels*bytes = {row_bytes}")
+    data = np.frombuffer(msg.data, dtype=np.uint8)
+    if data.size < step * height:
+        raise BadMessage(f"{what}: {data.size} data bytes, expected step*height = {step * height}")
+    rows = data[: step * height].reshape(height, step)[:, :row_bytes]
+    byteorder = ">" if msg.is_bigendian else "<"
+    pixels = np.ascontiguousarray(rows).view(np.dtype(dtype).newbyteorder(byteorder) if itemsize > 1 else dtype)
+    pixels = pixels.reshape(height, width, channels) if channels > 1 else pixels.reshape(height, width)
+    return pixels.astype(np.dtype(dtype).newbyteorder("="), copy=False)
+
+
+def to_rgb(msg, what: str = "image") -> np.ndarray:
+    """uint8 (H, W, 3) RGB from rgb8, bgr8, rgba8, bgra8, mono8 or 8UC3 (taken as bgr8, as OpenCV does)."""
+    px = image_array(msg, what, COLOR_ENCODINGS)
+    enc = msg.encoding
+    if enc == "rgb8":
+        out = px
+    elif enc in ("bgr8", "8UC3"):
+        out = px[..., ::-1]
+    elif enc == "rgba8":
+        out = px[..., :3]
+    elif enc == "bgra8":
+        out = px[..., 2::-1]
+    else:
+        out = np.repeat(px[..., None], 3, axis=2)
+    return np.ascontiguousarray(out)
+
+
+def to_mask(msg, what: str = "mask") -> np.ndarray:
+    """uint8 (H, W) mask (non-zero = object; the pipeline applies its own threshold)."""
+    return np.ascontiguousarray(image_array(msg, what, MASK_ENCODINGS))
+
+
+def to_depth_m(msg, depth_scale: float = 0.0, what: str = "depth") -> np.ndarray:
+    """float32 (H, W) depth in metres; invalid pixels (0, negative, non-finite) become NaN.
+
+    ``depth_scale`` divides the raw values; 0 picks the encoding's convention (16UC1:
+    millimetres, 32FC1: metres).
+    """
+    raw = image_array(msg, what, DEPTH_ENCODINGS)
+    divisor = depth_scale if depth_scale > 0 else DEPTH_DIVISOR[msg.encoding]
+    depth = raw.astype(np.float32) / np.float32(divisor)
+    depth[~np.isfinite(depth) | (depth <= 0)] = np.nan
+    return depth
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """What the pipeline needs from sensor_msgs/CameraInfo."""
+
+    K: np.ndarray  # (3, 3) float64
+    D: np.ndarray  # (n,) float64 distortion coefficients
+    model: str
+    width: int
+    height: int
+
+    @property
+    def distorted(self) -> bool:
+        return bool(np.any(self.D != 0))
+
+
+def calibration(msg, what: str = "camera_info") -> Calibration | None:
+    """Calibration from a CameraInfo message; None when ``k`` is all zero (no calibration)."""
+    k = np.asarray(msg.k, dtype=np.float64).reshape(-1)
+    if k.size != 9:
+        raise BadMessage(f"{what}: k has {k.size} values, expected 9")
+    if not np.any(k):
+        return None
+    K = k.reshape(3, 3)
+    if K[0, 0] <= 0 or K[1, 1] <= 0 or K[2, 2] != 1.0 or not np.all(np.isfinite(K)):
+        raise BadMessage(f"{what}: k is not a pinhole matrix (fx, fy > 0, k[8] = 1): {k.tolist()}")
+    d = np.asarray(msg.d, dtype=np.float64).reshape(-1)
+    model = msg.distortion_model or "plumb_bob"
+    if np.any(d) and model not in ("plumb_bob", "rational_polynomial"):
+        raise BadMessage(f"{what}: distortion model '{model}' not supported; rectify the image first")
+    return Calibration(K=K, D=d, model=model, width=int(msg.width), height=int(msg.height))
+
+
+def undistort(calib: Calibration, image: np.ndarray, mask: np.ndarray, depth: np.ndarray | None):
+    """Undo lens distortion keeping K (DESIGN: distortion is undone before preprocessing).
+
+    Colour is interpolated bilinearly; mask and depth by nearest neighbour so that labels
+    and depth edges are not blended.
+    """
+    import cv2
+
+    h, w = mask.shape
+    map_x, map_y = cv2.initUndistortRectifyMap(calib.K, calib.D, None, calib.K, (w, h), cv2.CV_32FC1)
+    image = cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=(255, 255, 255))
+    mask = cv2.remap(mask, map_x, map_y, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    if depth is not None:
+        depth = cv2.remap(depth, map_x, map_y, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=np.nan)
+    return image, mask, depth
+
+
+def image_message(f: MessageFactory, header, pixels: np.ndarray, encoding: str):
+    """sensor_msgs/Image of an array in ``encoding`` (little-endian, no row padding)."""
+    dtype, channels = ENCODINGS[encoding]
+    pixels = np.ascontiguousarray(pixels, dtype=np.dtype(dtype).newbyteorder("<"))
+    height, width = pixels.shape[:2]
+    expected = (height, width, channels) if channels > 1 else (height, width)
+    if pixels.shape != expected:
+        raise ValueError(f"array of shape {pixels.shape} does not match encoding {encoding}")
+    step = width * channels * pixels.itemsize
+    return f.make("sensor_msgs/msg/Image", header=header, height=height, width=width, encoding=encoding,
+                  is_bigendian=False, step=step, data=f.seq(pixels.view(np.uint8).reshape(-1)))  # fmt: skip

@@ -1,0 +1,166 @@
+"""Message builders on rosbags types: Mesh, Marker, PointCloud2, Image, ReconstructedObject, CollisionObject."""
+
+import numpy as np
+import pytest
+from rosbags.typesys import get_types_from_msg
+
+from one2345_ros.ros import messages as m
+from one2345_ros.ros.display import cluster_decimate
+from one2345_ros.ros.factory import RosbagsFactory
+from one2345_ros.ros.interfaces import make_typestore
+from one2345_ros.ros.publications import build_publications
+from one2345_ros.ros.inputs import FrameSet
+from one2345_ros.ros.node_config import NodeConfig
+
+from ros_helpers import colored_sphere, known_result
+
+# moveit_msgs is not in rosbags' stores: its real definitions (moveit_msgs 2.2, Humble/Jazzy).
+COLLISION_OBJECT = """std_msgs/Header header
+geometry_msgs/Pose pose
+string id
+object_recognition_msgs/ObjectType type
+shape_msgs/SolidPrimitive[] primitives
+geometry_msgs/Pose[] primitive_poses
+shape_msgs/Mesh[] meshes
+geometry_msgs/Pose[] mesh_poses
+shape_msgs/Plane[] planes
+geometry_msgs/Pose[] plane_poses
+string[] subframe_names
+geometry_msgs/Pose[] subframe_poses
+byte ADD=0
+byte REMOVE=1
+byte APPEND=2
+byte MOVE=3
+byte operation
+"""
+OBJECT_TYPE = "string key\nstring db\n"
+
+
+@pytest.fixture(scope="module", params=["humble", "jazzy"])
+def ts(request):
+    store = make_typestore(request.param)
+    types = get_types_from_msg(OBJECT_TYPE, "object_recognition_msgs/msg/ObjectType")
+    types.update(get_types_from_msg(COLLISION_OBJECT, "moveit_msgs/msg/CollisionObject"))
+    store.register(types)
+    return store
+
+
+def _round_trip(ts, msg):
+    raw = ts.serialize_cdr(msg, msg.__msgtype__)
+    return ts.deserialize_cdr(raw, msg.__msgtype__), len(raw)
+
+
+def test_mesh_message_round_trip(ts):
+    f = RosbagsFactory(ts)
+    mesh = colored_sphere()
+    back, _ = _round_trip(ts, m.build_mesh(f, mesh.vertices, mesh.faces))
+    np.testing.assert_array_equal([t.vertex_indices for t in back.triangles], mesh.faces)
+    np.testing.assert_array_equal([(p.x, p.y, p.z) for p in back.vertices], mesh.vertices)
+
+
+def test_triangle_marker_repeats_vertices_and_colours_per_face(ts):
+    f = RosbagsFactory(ts)
+    mesh = colored_sphere()
+    v, faces, colors = m.mesh_arrays(mesh)
+    marker = m.build_triangle_marker(f, m.make_header(f, 5, "cam"), v, faces, colors, marker_id=3)
+    back, _ = _round_trip(ts, marker)
+    assert (back.type, back.action, back.id, back.ns) == (back.TRIANGLE_LIST, back.ADD, 3, "one2345")
+    assert (back.scale.x, back.scale.y, back.scale.z, back.pose.orientation.w) == (1.0, 1.0, 1.0, 1.0)
+    np.testing.assert_array_equal([(p.x, p.y, p.z) for p in back.points], v[faces].reshape(-1, 3))
+    expected = (colors[faces].reshape(-1, 4) / 255.0).astype(np.float32)
+    np.testing.assert_array_equal(np.array([(c.r, c.g, c.b, c.a) for c in back.colors], np.float32), expected)
+
+
+def test_marker_decimated_to_the_face_budget_but_mesh_kept(ts):
+    f = RosbagsFactory(ts)
+    mesh = colored_sphere(subdivisions=5)  # 20480 faces
+    v, faces, colors = m.mesh_arrays(mesh)
+    marker = m.build_triangle_marker(f, m.make_header(f, 0, "cam"), v, faces, colors, face_budget=2000)
+    n_faces = len(marker.points) // 3
+    assert 500 <= n_faces <= 2000
+    assert len(marker.colors) == len(marker.points)
+    radius = np.linalg.norm([(p.x, p.y, p.z) for p in marker.points], axis=1)
+    assert np.all(np.abs(radius - 0.1) < 0.02)  # still on the sphere (cells are ~0.008 wide)
+
+
+def test_cluster_decimate_keeps_uniform_colour_and_surface():
+    mesh = colored_sphere(subdivisions=5)
+    colors = np.tile(np.array([[10, 200, 30, 255]], np.uint8), (len(mesh.vertices), 1))
+    v, f, c = cluster_decimate(mesh.vertices, mesh.faces, colors, 1000)
+    assert len(f) <= 1000 and len(f) >= 250
+    assert np.all(c == [10, 200, 30, 255])
+    assert f.max() == len(v) - 1 and len(np.unique(np.sort(f, axis=1), axis=0)) == len(f)
+    assert np.all(np.abs(np.linalg.norm(v, axis=1) - 0.1) < 0.02)
+    same = cluster_decimate(mesh.vertices, mesh.faces, colors, len(mesh.faces))
+    assert same[1].shape == mesh.faces.shape
+
+
+def test_point_cloud_decodes_to_the_vertices_and_colours(ts):
+    f = RosbagsFactory(ts)
+    mesh = colored_sphere()
+    v, _, colors = m.mesh_arrays(mesh)
+    back, _ = _round_trip(ts, m.build_point_cloud(f, m.make_header(f, 0, "cam"), v, colors))
+    assert (back.height, back.width, back.point_step, back.row_step) == (1, len(v), 16, 16 * len(v))
+    assert [(fl.name, fl.offset, fl.datatype, fl.count) for fl in back.fields] == [
+        ("x", 0, 7, 1), ("y", 4, 7, 1), ("z", 8, 7, 1), ("rgb", 12, 7, 1)]  # fmt: skip
+    rows = np.frombuffer(back.data.tobytes(), dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("rgb", "<u4")])
+    np.testing.assert_array_equal(np.column_stack([rows["x"], rows["y"], rows["z"]]), v.astype(np.float32))
+    rgb = np.column_stack([(rows["rgb"] >> 16) & 255, (rows["rgb"] >> 8) & 255, rows["rgb"] & 255])
+    np.testing.assert_array_equal(rgb, colors[:, :3])
+
+
+def test_contact_sheet_layout():
+    views = np.stack([np.full((2, 3, 3), i * 10, np.uint8) for i in range(5)])
+    sheet = m.contact_sheet(views)
+    assert sheet.shape == (2 * 2, 3 * 3, 3)
+    assert sheet[0, 0, 0] == 0 and sheet[0, 3, 0] == 10 and sheet[0, 6, 0] == 20 and sheet[2, 3, 0] == 40
+    assert np.all(sheet[2:, 6:] == 255)  # the empty sixth cell is white
+
+
+def test_publications_match_the_result(ts):
+    f = RosbagsFactory(ts)
+    result = known_result("cam_optical")
+    frames = FrameSet(image=None, mask=None, depth=None, K=None, frame_id="cam_optical", stamp_ns=7_000_000_123,
+                      object_id="mug")  # fmt: skip
+    node = NodeConfig(publish_collision_object=True)
+    pubs = build_publications(f, frames, result, "file:///tmp/mug.glb", node)
+    assert set(pubs) == {"object", "marker", "elevation", "points", "views", "transform", "collision_object"}
+    obj, _ = _round_trip(ts, pubs["object"])
+    assert (obj.header.stamp.sec, obj.header.stamp.nanosec, obj.header.frame_id) == (7, 123, "cam_optical")
+    assert (obj.object_id, obj.mesh_uri, obj.units, obj.scale_source, obj.frame) == (
+        "mug", "file:///tmp/mug.glb", "m", "depth", "camera_optical")  # fmt: skip
+    assert obj.elevation_deg == 23.5 and obj.elevation_source == "image" and obj.confidence == pytest.approx(0.9)
+    assert obj.stage_names == ["preprocess", "views_stage1", "elevation", "reconstruct"]
+    np.testing.assert_allclose(obj.stage_seconds, [0.01, 1.5, 0.25, 2.0], rtol=1e-6)
+    assert len(obj.vertex_colors) == len(result.mesh.vertices) == len(obj.mesh.vertices)
+    centre = (result.mesh.vertices.min(0) + result.mesh.vertices.max(0)) / 2
+    np.testing.assert_allclose([obj.pose.position.x, obj.pose.position.y, obj.pose.position.z], centre)
+    tf = pubs["transform"]
+    assert (tf.header.frame_id, tf.child_frame_id, tf.transform.rotation.w) == ("cam_optical", "one2345/mug", 1.0)
+    assert pubs["elevation"].data == 23.5
+    views, _ = _round_trip(ts, pubs["views"])
+    assert (views.encoding, views.height, views.width) == ("rgb8", 16, 16)
+    co, _ = _round_trip(ts, pubs["collision_object"])
+    assert (co.id, co.operation, len(co.meshes), co.mesh_poses[0].orientation.w) == ("mug", 0, 1, 1.0)
+
+
+def test_publication_options():
+    f = RosbagsFactory(make_typestore("humble"))
+    frames = FrameSet(None, None, None, None, "one2345_canonical", 0, "obj")
+    result = known_result("one2345_canonical")
+    result.units, result.elevation_deg = "canonical", None
+    node = NodeConfig(marker_type="mesh_resource", publish_points=False, publish_views=False, publish_tf=False,
+                      publish_collision_object=True)  # fmt: skip
+    pubs = build_publications(f, frames, result, "file:///x/obj_1.glb", node)
+    # canonical units: no collision object for MoveIt (it needs metres)
+    assert set(pubs) == {"object", "marker", "elevation"}
+    assert (pubs["marker"].type, pubs["marker"].mesh_resource) == (10, "file:///x/obj_1.glb")
+    assert np.isnan(pubs["elevation"].data) and np.isnan(pubs["object"].elevation_deg)
+
+
+def test_factory_fills_defaults_and_rejects_unknown_fields():
+    f = RosbagsFactory(make_typestore("humble"))
+    info = f.make("sensor_msgs/msg/CameraInfo")
+    assert info.k.shape == (9,) and info.d.shape == (0,) and info.roi.do_rectify is False
+    with pytest.raises(TypeError, match="no field"):
+        f.make("std_msgs/msg/Float32", value=1.0)
