@@ -125,11 +125,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resolution", type=int, help="hull grid resolution")
     p.add_argument("--config", help="YAML config")
     p.set_defaults(func=cmd_reconstruct_views)
+
+    # Commands whose code lives with their component (heavy imports stay lazy).
+    from .reconstruct_cmd import add_reconstruct_parser
+    from .ros.bag import add_bag_parser
+
+    add_reconstruct_parser(sub)
+    add_bag_parser(sub)
+    p = sub.add_parser("convert-zero123", help="original Zero123 .ckpt -> diffusers folder", add_help=False)
+    p.set_defaults(func=_convert_zero123)
     return parser
 
 
+def _convert_zero123(args) -> int:
+    """Re-parse with the converter's own parser (it imports torch and diffusers)."""
+    from .views.zero123_convert import add_convert_zero123_parser
+
+    parser = argparse.ArgumentParser(prog="one2345")
+    add_convert_zero123_parser(parser.add_subparsers(dest="command", required=True))
+    parsed = parser.parse_args(["convert-zero123", *args.rest])
+    return int(parsed.func(parsed))
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["convert-zero123"]:
+        args = argparse.Namespace(func=_convert_zero123, rest=argv[1:])
+    else:
+        args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .factory import MessageFactory
+from ..camera_info import Calibration, undistort  # noqa: F401  (re-exported for the node and bag)
 
 
 class BadMessage(ValueError):
@@ -96,21 +97,6 @@ def to_depth_m(msg, depth_scale: float = 0.0, what: str = "depth") -> np.ndarray
     return depth
 
 
-@dataclass(frozen=True)
-class Calibration:
-    """What the pipeline needs from sensor_msgs/CameraInfo."""
-
-    K: np.ndarray  # (3, 3) float64
-    D: np.ndarray  # (n,) float64 distortion coefficients
-    model: str
-    width: int
-    height: int
-
-    @property
-    def distorted(self) -> bool:
-        return bool(np.any(self.D != 0))
-
-
 def calibration(msg, what: str = "camera_info") -> Calibration | None:
     """Calibration from a CameraInfo message; None when ``k`` is all zero (no calibration)."""
     k = np.asarray(msg.k, dtype=np.float64).reshape(-1)
@@ -126,23 +112,6 @@ def calibration(msg, what: str = "camera_info") -> Calibration | None:
     if np.any(d) and model not in ("plumb_bob", "rational_polynomial"):
         raise BadMessage(f"{what}: distortion model '{model}' not supported; rectify the image first")
     return Calibration(K=K, D=d, model=model, width=int(msg.width), height=int(msg.height))
-
-
-def undistort(calib: Calibration, image: np.ndarray, mask: np.ndarray, depth: np.ndarray | None):
-    """Undo lens distortion keeping K (DESIGN: distortion is undone before preprocessing).
-
-    Colour is interpolated bilinearly; mask and depth by nearest neighbour so that labels
-    and depth edges are not blended.
-    """
-    import cv2
-
-    h, w = mask.shape
-    map_x, map_y = cv2.initUndistortRectifyMap(calib.K, calib.D, None, calib.K, (w, h), cv2.CV_32FC1)
-    image = cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=(255, 255, 255))
-    mask = cv2.remap(mask, map_x, map_y, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    if depth is not None:
-        depth = cv2.remap(depth, map_x, map_y, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=np.nan)
-    return image, mask, depth
 
 
 def image_message(f: MessageFactory, header, pixels: np.ndarray, encoding: str):

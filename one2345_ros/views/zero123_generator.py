@@ -43,7 +43,7 @@ PRESETS = {
 }
 
 
-class Zero123DeviceError(RuntimeError):
+class Zero123DeviceError(ValueError):
     """Zero123 was asked to run where it should not (CPU without allow_cpu, missing CUDA)."""
 
 

@@ -54,7 +54,7 @@ HOW_TO_GET = (
 )
 
 
-class Zero123WeightsError(RuntimeError):
+class Zero123WeightsError(ValueError):
     """Zero123 weights are missing or do not match; the message names the file and keys."""
 
 
