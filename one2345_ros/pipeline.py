@@ -209,7 +209,7 @@ def apply_metric(result: ReconstructionResult, inputs: ReconstructionInputs, pre
 
 def _make_generator(cfg: C.PipelineConfig) -> ViewGenerator:
     if cfg.views == "zero123":
-        from .views.zero123 import Zero123Generator
+        from .views.zero123_generator import Zero123Generator
 
         return Zero123Generator.from_config(cfg.zero123)
     if cfg.views == "oracle":
