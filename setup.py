@@ -44,6 +44,7 @@ setup(
             "pytest>=7",
             "catkin_pkg>=1.0",
             "mcap>=1.1",
+            "rosbags-image>=0.9",
             "mcap-ros2-support>=0.5",
             "lark>=1.1",
             "empy<4",
