@@ -94,14 +94,18 @@ def corner_normals(mesh: trimesh.Trimesh, crease_angle_deg: float = 30.0) -> np.
     trimesh's vertex normals average over *every* face at a vertex, which rounds
     off box edges when the corners are shared. Here a corner averages (area
     weighted) only the faces at its vertex whose normals lie within
-    ``crease_angle_deg`` of its own face's normal.
+    ``crease_angle_deg`` of its own face's normal. Faces meet at a vertex when their
+    corners share a position (so UV seams, which duplicate vertices, are smooth).
     """
     faces = np.asarray(mesh.faces)
     n_faces = len(faces)
     face_normals = np.asarray(mesh.face_normals, dtype=np.float64)
     weighted = face_normals * np.asarray(mesh.area_faces, dtype=np.float64)[:, None]
-    # incidence list (vertex, face, corner), grouped by vertex
-    vert = faces.ravel()
+    # vertices duplicated at UV seams share a position: group corners by position so
+    # that seams do not show in the shading
+    _, position_id = np.unique(np.asarray(mesh.vertices), axis=0, return_inverse=True)
+    # incidence list (position, face, corner), grouped by position
+    vert = position_id.reshape(-1)[faces].ravel()
     face = np.repeat(np.arange(n_faces), 3)
     order = np.argsort(vert, kind="stable")
     vert, face, corner = vert[order], face[order], order
@@ -197,7 +201,9 @@ class Renderer:
 
     def __init__(self, mesh: trimesh.Trimesh, shading: Shading | None = Shading(), crease_angle_deg: float = 30.0):
         if not isinstance(mesh, trimesh.Trimesh):
-            raise TypeError(f"Renderer needs a trimesh.Trimesh, got {type(mesh).__name__} (use trimesh.load(..., force='mesh'))")
+            raise TypeError(
+                f"Renderer needs a trimesh.Trimesh, got {type(mesh).__name__} (use trimesh.load(..., force='mesh'))"
+            )
         if len(mesh.faces) == 0:
             raise ValueError("Renderer: the mesh has no faces")
         self.mesh = mesh
@@ -273,6 +279,11 @@ class Renderer:
             if want_color:
                 color[idx] = self.shade(hits, dirs)
         return color.reshape(height, width, 3), hit.reshape(height, width), depth.reshape(height, width)
+
+    def hit_mask(self, K, c2w, width: int, height: int) -> np.ndarray:
+        """bool [H, W]: which pixel-centre rays hit the mesh (no colour work)."""
+        _check_camera(K, c2w)
+        return self._render_once(K, c2w, int(width), int(height), want_color=False)[1]
 
     def render(self, K, c2w, width: int, height: int, supersample: int = 1) -> RenderResult:
         """Render the mesh seen by camera ``K`` [3, 3], ``c2w`` [4, 4] (OpenCV) into

@@ -28,7 +28,8 @@ def object_path(name: str) -> Path:
     """Path of a bundled object's GLB; a clear error for unknown names."""
     path = OBJECTS_DIR / f"{name}.glb"
     if not path.is_file():
-        raise ValueError(f"unknown bundled object {name!r}; available: {', '.join(list_objects()) or 'none'} (in {OBJECTS_DIR})")
+        available = ", ".join(list_objects()) or "none"
+        raise ValueError(f"unknown bundled object {name!r}; available: {available} (in {OBJECTS_DIR})")
     return path
 
 

@@ -79,7 +79,8 @@ def tube(path, radius: float, sides: int = 24, cap: bool = True) -> Part:
     rings = [p + radius * (np.cos(ang)[:, None] * n + np.sin(ang)[:, None] * bn) for p, (n, bn) in zip(path, frames)]
     verts = np.concatenate(rings)
     k = len(path)
-    uv = np.stack(np.broadcast_arrays(np.linspace(0, 1, k)[:, None], np.linspace(0, 1, sides + 1)[None, :]), -1).reshape(-1, 2)
+    u, v = np.meshgrid(np.linspace(0, 1, k), np.linspace(0, 1, sides + 1), indexing="ij")
+    uv = np.stack([u, v], -1).reshape(-1, 2)
     i, j = np.meshgrid(np.arange(k - 1), np.arange(sides), indexing="ij")
     a, b = i * (sides + 1) + j, i * (sides + 1) + j + 1
     c, d = b + sides + 1, a + sides + 1
@@ -191,7 +192,10 @@ def assemble(parts: list[Part], tile_size: int) -> trimesh.Trimesh:
         faces.append(part.faces + offset)
         offset += len(part.vertices)
     material = trimesh.visual.material.PBRMaterial(
-        baseColorTexture=Image.fromarray(atlas), baseColorFactor=[255, 255, 255, 255], metallicFactor=0.0, roughnessFactor=1.0
+        baseColorTexture=Image.fromarray(atlas),
+        baseColorFactor=[255, 255, 255, 255],
+        metallicFactor=0.0,
+        roughnessFactor=1.0,
     )
     visual = trimesh.visual.TextureVisuals(uv=np.concatenate(uvs), material=material)
     return trimesh.Trimesh(np.concatenate(verts), np.concatenate(faces), visual=visual, process=False)

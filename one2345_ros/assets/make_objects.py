@@ -36,7 +36,7 @@ def make_mug(seed: int = OBJECT_SEEDS["mug"]) -> trimesh.Trimesh:
     rng = np.random.default_rng(seed)
     R, H, wall, floor = 0.3, 0.55, 0.04, 0.05
     outer = geo.revolve([(0.0, 0.0), (R, 0.0), (R, H)], segments=96)
-    outer.tile = tex.pattern(rng, TILE, base=(240, 236, 222), n_shapes=90)
+    outer.tile = tex.pattern(rng, TILE, base=(240, 236, 222), n_shapes=180)
     inner = geo.revolve([(R, H), (R - wall, H), (R - wall, floor), (0.0, floor)], segments=96)
     inner.tile = tex.plain(rng, TILE, (235, 228, 210))
     t = np.linspace(0.0, np.pi, 40)
@@ -52,9 +52,11 @@ def make_mallet(seed: int = OBJECT_SEEDS["mallet"]) -> trimesh.Trimesh:
     grip.tile = tex.stripes(rng, TILE, [(30, 30, 35), (70, 70, 80), (200, 60, 30)], horizontal=True)
     stick = geo.revolve([(0.03, -0.3), (0.03, 0.3), (0.0, 0.3)], segments=48)
     stick.tile = tex.wood(rng, TILE, color=(205, 170, 120), contrast=0.06, rings=3.0)
-    head = geo.revolve([(0.0, -0.24), (0.11, -0.24), (0.11, 0.08), (0.075, 0.19), (0.075, 0.25), (0.0, 0.25)], segments=64)
+    # flat striking face at -x, tapered peen at +x: no 180-degree symmetry
+    head_profile = [(0.0, -0.24), (0.11, -0.24), (0.11, 0.08), (0.075, 0.19), (0.075, 0.25), (0.0, 0.25)]
+    head = geo.revolve(head_profile, segments=64)
     head = head.transformed(geo.translation((0.0, 0.0, 0.38)) @ geo.rotation_matrix((0, 1, 0), np.pi / 2))
-    head_tile = tex.pattern(rng, TILE, base=(90, 120, 170), n_shapes=80)
+    head_tile = tex.pattern(rng, TILE, base=(90, 120, 170), n_shapes=160)
     bands = tex.stripes(rng, TILE, [(220, 200, 60), (40, 40, 40)], horizontal=False, wobble=1.0)
     head_tile[:, : TILE // 6] = bands[:, : TILE // 6]  # painted bands near the striking face
     head.tile = head_tile
@@ -97,7 +99,8 @@ def _house_walls(rng: np.random.Generator, W: float, D: float, Hw: float) -> np.
     lx0, ly0, lx1, ly1 = _face_box(layout, 3, D, Hw)  # left (-x): one round window
     lw, lh = lx1 - lx0, ly1 - ly0
     draw.ellipse([lx0 + 0.35 * lw, ly0 + 0.25 * lh, lx0 + 0.65 * lw, ly0 + 0.25 * lh + 0.3 * lw], fill=(250, 250, 245))
-    draw.ellipse([lx0 + 0.39 * lw, ly0 + 0.25 * lh + 0.04 * lw, lx0 + 0.61 * lw, ly0 + 0.25 * lh + 0.26 * lw], fill=(200, 90, 140))
+    top = ly0 + 0.25 * lh
+    draw.ellipse([lx0 + 0.39 * lw, top + 0.04 * lw, lx0 + 0.61 * lw, top + 0.26 * lw], fill=(200, 90, 140))
     return np.array(img)  # back wall (+y), top and bottom stay plain
 
 
@@ -111,7 +114,8 @@ def _shingles(rng: np.random.Generator) -> np.ndarray:
         while x < TILE:
             w = row_h * rng.uniform(1.0, 1.8)
             c = np.array([150, 50, 40]) + rng.integers(-35, 36, 3)
-            draw.rounded_rectangle([x + 1, r * row_h + 1, x + w - 1, (r + 1) * row_h - 1], radius=row_h / 3, fill=tuple(int(v) for v in c))
+            box = [x + 1, r * row_h + 1, x + w - 1, (r + 1) * row_h - 1]
+            draw.rounded_rectangle(box, radius=row_h / 3, fill=tuple(int(v) for v in c))
             x += w
     return np.array(img)
 
@@ -185,7 +189,7 @@ def _random_primitive(rng: np.random.Generator) -> geo.Part:
 def _random_tile(rng: np.random.Generator) -> np.ndarray:
     choice = rng.uniform()
     if choice < 0.55:
-        return tex.pattern(rng, TILE, n_shapes=int(rng.integers(30, 120)))
+        return tex.pattern(rng, TILE, n_shapes=int(rng.integers(60, 200)))
     if choice < 0.75:
         colors = [tex.random_color(rng) for _ in range(int(rng.integers(2, 5)))]
         tile = tex.stripes(rng, TILE, colors, horizontal=bool(rng.integers(2)), wobble=rng.uniform(0, 2))

@@ -96,7 +96,9 @@ def stripes(rng: np.random.Generator, size: int, colors, horizontal: bool = True
     return _to_uint8(img + 12.0 * (multiscale_noise(rng, size)[..., None] - 0.5))
 
 
-def wood(rng: np.random.Generator, size: int, color=(196, 150, 98), contrast: float = 0.18, rings: float = 9.0) -> np.ndarray:
+def wood(
+    rng: np.random.Generator, size: int, color=(196, 150, 98), contrast: float = 0.18, rings: float = 9.0
+) -> np.ndarray:
     """Wood grain: sinusoidal rings along v distorted by smooth noise."""
     yy, xx = np.meshgrid(np.linspace(0, 1, size), np.linspace(0, 1, size), indexing="ij")
     warp = smooth_noise(rng, size, size // 3) * 2.0 + 0.3 * smooth_noise(rng, size, size // 16)
