@@ -3,6 +3,11 @@
     python benchmarks/elevation.py                 # 24 objects x 5 elevations, clean + perturbed
     python benchmarks/elevation.py --objects 4 --elevations 2   # quick look
 
+The estimator's thresholds were tuned on the cases of ``--seed 0``; the default
+seed 1 draws other cameras (and perturbations) for a held-out figure. Each case is
+also estimated with ``refine_view_poses=False`` (the original's fixed-pose search
+alone), reported as "*_fixed_poses".
+
 Objects: ``assets.make_random_object(seed)`` (distinct textured compositions of
 primitives) plus the bundled mug, mallet and house. Each object gets an input
 camera at an elevation drawn in [-20, 60] deg (stratified) and a random azimuth;
@@ -19,6 +24,7 @@ Prints a table and writes benchmarks/results/elevation.json.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import sys
@@ -137,13 +143,14 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--objects", type=int, default=24, help="number of objects (bundled first, then random)")
     parser.add_argument("--elevations", type=int, default=5, help="elevations per object (stratified in [-20, 60])")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=1, help="case seed (the thresholds were tuned on seed 0)")
     parser.add_argument("--matcher", default="sift")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "elevation.json"))
     args = parser.parse_args(argv)
     cv2.setNumThreads(2)
     cfg = ElevationConfig(matcher=args.matcher)
-    rows = {"clean": [], "perturbed": []}
+    cfg_fixed = dataclasses.replace(cfg, refine_view_poses=False)
+    rows = {"clean": [], "perturbed": [], "clean_fixed_poses": [], "perturbed_fixed_poses": []}
     render_seconds = 0.0
     t0 = time.perf_counter()
     cases = make_cases(args.objects, args.elevations, args.seed)
@@ -155,8 +162,13 @@ def main(argv=None) -> int:
         if case is None:
             break
         name, truth, clean, perturbed = case
-        for kind, views in (("clean", clean), ("perturbed", perturbed)):
-            est = estimate_elevation(views, cfg)
+        for kind, views, config in (
+            ("clean", clean, cfg),
+            ("perturbed", perturbed, cfg),
+            ("clean_fixed_poses", clean, cfg_fixed),
+            ("perturbed_fixed_poses", perturbed, cfg_fixed),
+        ):
+            est = estimate_elevation(views, config)
             found = est.estimated_elevation_deg
             rows[kind].append(
                 {
@@ -173,10 +185,10 @@ def main(argv=None) -> int:
         print(f"{name:>10} {truth:6.1f}  clean {rows['clean'][-1]['abs_error_deg']:5.2f}  perturbed {rows['perturbed'][-1]['abs_error_deg']:5.2f}", flush=True)
     summary = {kind: summarise(r) for kind, r in rows.items()}
     print()
-    print(f"{'views':<10} {'n':>4} {'median':>7} {'p90':>6} {'max':>6} {'conf<0.3':>8} {'median s':>9} {'p90 s':>6}")
+    print(f"{'views':<22} {'n':>4} {'median':>7} {'p90':>6} {'max':>6} {'conf<0.3':>8} {'median s':>9} {'p90 s':>6}")
     for kind, s in summary.items():
         print(
-            f"{kind:<10} {s['n']:4d} {s['median_abs_error_deg']:7.2f} {s['p90_abs_error_deg']:6.2f} "
+            f"{kind:<22} {s['n']:4d} {s['median_abs_error_deg']:7.2f} {s['p90_abs_error_deg']:6.2f} "
             f"{s['max_abs_error_deg']:6.2f} {s['low_confidence']:8d} {s['median_seconds']:9.3f} {s['p90_seconds']:6.3f}"
         )
     print("(errors in degrees; seconds per estimate of four 256x256 views, estimate only)")

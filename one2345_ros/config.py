@@ -88,6 +88,10 @@ class ElevationConfig:
     robust_scale_px: float = 2.0
     """Scale of the Cauchy loss on reprojection errors: larger errors count logarithmically."""
     min_tracks: int = 12
+    refine_view_poses: bool = True
+    """After the grid search, refine the polar jointly with a small pose error per view (generated views are imperfect)."""
+    view_pose_sigma_deg: float = 0.5
+    """Prior standard deviation of each view's pose error in that refinement."""
     """Fewer three-view observations than this: no estimate (too few matches)."""
 
 

@@ -14,6 +14,11 @@ The image estimator (reference/one2345.md section 3, ``elev_est_api.py``):
 4. Coarse search (10 deg steps over polar 30-150), then fine (1 deg within one
    coarse step of the best), then a parabola through the fine minimum and its
    neighbours for a sub-degree answer.
+5. Optionally (``refine_view_poses``, on by default) a joint robust least-squares
+   refinement of the polar and a small prior-bounded pose error of every view,
+   because generated views are never exactly at their nominal poses
+   (:func:`elevation_geometry.refine_with_view_poses`). The error curve and the
+   confidence describe the grid search of steps 3-4.
 
 Departures from the original, each for robustness: matches are tested against
 their own view's mask (the original's keep0 uses the wrong keypoints' x), every
@@ -23,9 +28,12 @@ built once rather than per candidate, the errors go through a Cauchy loss
 weighted by match quality, and the whole candidate batch is triangulated at once
 (vectorised DLT in normalised coordinates).
 
-Why the polar angle is observable: the +-10 deg azimuth views rotate about world
-z, an axis whose direction in the camera frame depends on the polar angle; one
-degree of polar error moves reprojections by about 1.5 px.
+Why the polar angle is observable, and only weakly: the +-10 deg azimuth views
+rotate about world z, an axis whose tilt in the camera frame is the elevation, and
+their baseline shrinks with sin(polar). One degree of polar error moves
+reprojections by only 0.15-0.5 px (measured on oracle views), so sub-pixel
+matches and many of them matter, and a view rendered 2 deg off its nominal
+azimuth biases the fixed-pose search by several degrees (hence step 5).
 
 Failures (too few matches, no parallax, a flat error curve, a minimum on the
 edge of the range, unusable input) never raise: the result has a low confidence,
@@ -41,12 +49,17 @@ import numpy as np
 
 from . import cameras as cam
 from .config import ElevationConfig
+from .elevation_geometry import (
+    Observations,
+    build_observations,
+    parabola_vertex,
+    refine_with_view_poses,
+    reprojection_errors,
+    robust_cost,
+)
 
 MIN_PARALLAX_PX = 0.5
 """Median match displacement below which the views are treated as identical."""
-
-CAP_ERROR_PX = 50.0
-"""Reprojection error assigned to points triangulated behind a camera."""
 
 FLAT_CURVE_CONTRAST = 0.15
 """Error curves whose minimum is within this fraction of their median are flat."""
@@ -73,6 +86,10 @@ class ElevationEstimate:
     curve_error: np.ndarray = field(default_factory=lambda: np.zeros(0))
     residual_px: float | None = None
     """Median reprojection error at the estimate."""
+    search_polar_deg: float | None = None
+    """The grid search's answer (fixed nominal view poses), before the pose refinement."""
+    view_corrections_deg: list | None = None
+    """Per-view (d_polar, d_azimuth) corrections [4][2] found by the pose refinement."""
     n_matches: dict[str, int] = field(default_factory=dict)
     n_observations: int = 0
     matcher: str = ""
@@ -91,6 +108,8 @@ class ElevationEstimate:
             "fallback_used": self.fallback_used,
             "estimated_elevation_deg": self.estimated_elevation_deg,
             "estimated_polar_deg": self.estimated_polar_deg,
+            "search_polar_deg": self.search_polar_deg,
+            "view_corrections_deg": self.view_corrections_deg,
             "residual_px": self.residual_px,
             "n_matches": self.n_matches,
             "n_observations": self.n_observations,
@@ -100,124 +119,6 @@ class ElevationEstimate:
         if curve:
             out["curve"] = {"polar_deg": self.curve_polar_deg.tolist(), "error": self.curve_error.tolist()}
         return out
-
-
-@dataclass
-class Observations:
-    """Three-view observations for leave-one-out reprojection.
-
-    views: int [M, 3] (a, b, t): triangulate from a and b, reproject into t.
-    xy: float64 [M, 3, 2] normalised image coordinates K^-1 (u, v, 1) of the point
-    in a, b, t. weight: float64 [M].
-    """
-
-    views: np.ndarray
-    xy: np.ndarray
-    weight: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.weight)
-
-
-# ------------------------------------------------------------------ geometry
-
-
-def hypothesis_c2w(polar_deg) -> np.ndarray:
-    """OpenCV c2w [T, 4, 4, 4] of the four views for candidate input polars [T]
-    (input at azimuth 0; only relative poses matter)."""
-    polar = np.atleast_1d(np.asarray(polar_deg, dtype=np.float64))
-    offsets = np.asarray(cam.ELEVATION_VIEW_OFFSETS, dtype=np.float64)
-    return cam.spherical_to_c2w(polar[:, None] + offsets[None, :, 0], offsets[None, :, 1])
-
-
-def build_observations(pairs, K: np.ndarray, radius_px: float) -> Observations:
-    """Join pairwise matches into (a, b, t) observations, once for all candidates."""
-    from scipy.spatial import cKDTree
-
-    K_inv = np.linalg.inv(K)
-    views, xy, weight = [], [], []
-    for (a, b), m_ab in pairs.items():
-        pa, pb = m_ab.pts_i, m_ab.pts_j
-        if len(pa) == 0:
-            continue
-        for t in range(4):
-            if t in (a, b):
-                continue
-            m_at = pairs[(min(a, t), max(a, t))]
-            qa, qt = m_at.oriented(a)
-            if len(qa) == 0:
-                continue
-            dist, k = cKDTree(qa).query(pa, distance_upper_bound=radius_px)
-            ok = np.isfinite(dist)
-            if not ok.any():
-                continue
-            k = k[ok]
-            pts = np.stack([pa[ok], pb[ok], qt[k]], axis=1)
-            views.append(np.broadcast_to([a, b, t], (len(k), 3)))
-            xy.append(pts @ K_inv[:2, :2].T + K_inv[:2, 2])
-            weight.append(m_ab.weight[ok] * m_at.weight[k])
-    if not views:
-        return Observations(np.zeros((0, 3), int), np.zeros((0, 3, 2)), np.zeros(0))
-    return Observations(np.concatenate(views), np.concatenate(xy), np.concatenate(weight))
-
-
-def reprojection_errors(obs: Observations, polar_deg, focal_px: float) -> np.ndarray:
-    """Reprojection errors in pixels [T, M] of every observation for candidate polars [T].
-
-    DLT triangulation from views a and b (the inhomogeneous least-squares form,
-    solved for all candidates and observations at once), projected into view t.
-    Points behind any of the three cameras get :data:`CAP_ERROR_PX`.
-    """
-    w2c = cam.invert_rigid(hypothesis_c2w(polar_deg))[..., :3, :]  # [T, 4, 3, 4]
-    P = [w2c[:, obs.views[:, k]] for k in range(3)]  # each [T, M, 3, 4]
-    x = obs.xy[None]  # [1, M, 3, 2]
-    rows = []
-    for k in (0, 1):
-        for c in (0, 1):
-            rows.append(x[..., k, c, None] * P[k][..., 2, :] - P[k][..., c, :])
-    A = np.stack(rows, axis=-2)  # [T, M, 4, 4]
-    A3, a4 = A[..., :3], A[..., 3:]
-    X = _solve_sym3(np.swapaxes(A3, -1, -2) @ A3, -(np.swapaxes(A3, -1, -2) @ a4)[..., 0])  # [T, M, 3]
-    X1 = np.concatenate([X, np.ones(X.shape[:-1] + (1,))], axis=-1)[..., None]
-    depth = np.stack([(P[k][..., 2:3, :] @ X1)[..., 0, 0] for k in range(3)], axis=-1)
-    proj = (P[2] @ X1)[..., 0]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        err = focal_px * np.linalg.norm(proj[..., :2] / proj[..., 2:3] - x[..., 2, :], axis=-1)
-    bad = (depth <= 1e-3).any(axis=-1) | ~np.isfinite(err)
-    return np.where(bad, CAP_ERROR_PX, np.minimum(err, CAP_ERROR_PX))
-
-
-def _solve_sym3(N: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Solve symmetric 3x3 systems N x = b [..., 3, 3], [..., 3] by the adjugate
-    (10x faster than a batched np.linalg.solve at this size; singular -> inf/nan)."""
-    a, bb, c = N[..., 0, 0], N[..., 0, 1], N[..., 0, 2]
-    d, e, f = N[..., 1, 1], N[..., 1, 2], N[..., 2, 2]
-    c00, c01, c02 = d * f - e * e, c * e - bb * f, bb * e - c * d
-    c11, c12, c22 = a * f - c * c, bb * c - a * e, a * d - bb * bb
-    det = a * c00 + bb * c01 + c * c02
-    x0 = c00 * b[..., 0] + c01 * b[..., 1] + c02 * b[..., 2]
-    x1 = c01 * b[..., 0] + c11 * b[..., 1] + c12 * b[..., 2]
-    x2 = c02 * b[..., 0] + c12 * b[..., 1] + c22 * b[..., 2]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.stack([x0, x1, x2], axis=-1) / det[..., None]
-
-
-def robust_cost(err_px: np.ndarray, weight: np.ndarray, scale_px: float) -> np.ndarray:
-    """Match-quality weighted mean Cauchy loss log(1 + (e / s)^2) per candidate [T]."""
-    rho = np.log1p((err_px / scale_px) ** 2)
-    return rho @ weight / weight.sum()
-
-
-def parabola_vertex(x: np.ndarray, y: np.ndarray, i: int) -> float:
-    """Sub-step minimum of samples y(x) (uniform x) around interior index ``i``."""
-    if i <= 0 or i >= len(x) - 1:
-        return float(x[i])
-    y0, y1, y2 = y[i - 1], y[i], y[i + 1]
-    denom = y0 - 2.0 * y1 + y2
-    if denom <= 0:
-        return float(x[i])
-    step = x[i + 1] - x[i]
-    return float(x[i] + np.clip(0.5 * (y0 - y2) / denom, -0.5, 0.5) * step)
 
 
 # --------------------------------------------------------------------- search
@@ -354,6 +255,15 @@ def estimate_elevation(views: np.ndarray, cfg: ElevationConfig | None = None, ma
         polar, curve_polar, curve_cost, coarse_cost = search_polar(obs, cfg, focal)
         residual = float(np.median(reprojection_errors(obs, [polar], focal)))
         confidence, reason = _confidence(len(obs), residual, coarse_cost, polar, cfg)
+        info["search_polar_deg"] = polar
+        if cfg.refine_view_poses:
+            bounds = (cfg.polar_min_deg, cfg.polar_max_deg)
+            refined, corrections = refine_with_view_poses(obs, polar, focal, cfg.view_pose_sigma_deg, cfg.robust_scale_px, bounds)
+            if abs(refined - polar) <= cfg.coarse_step_deg:
+                polar = refined
+                info["view_corrections_deg"] = corrections.tolist()
+            else:  # the grid search's basin is the one its curve and confidence describe
+                reason = "; ".join(filter(None, [reason, f"pose refinement left the search's minimum ({refined:.1f} deg); not used"]))
     except (ValueError, np.linalg.LinAlgError, FloatingPointError) as exc:  # numerical or OpenCV failure
         return done(_fallback(cfg, f"estimation failed: {exc}", **info))
     result = ElevationEstimate(

@@ -220,7 +220,12 @@ def load_loftr(weights: str):
     config = copy.deepcopy(loftr_default_cfg)
     config["coarse"]["temp_bug_fix"] = True  # indoor_ds_new was trained with the fixed positional encoding
     model = LoFTR(pretrained=None, config=config)
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: not a LoFTR checkpoint (no state dict inside)")
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shape mismatches
+        raise ValueError(f"{path}: not a LoFTR checkpoint ({str(exc).splitlines()[-1].strip()})") from exc
     if missing or unexpected:
         raise ValueError(f"{path}: not a LoFTR checkpoint (missing {missing[:3]}..., unexpected {unexpected[:3]}...)")
     return model.eval()

@@ -8,13 +8,13 @@ from PIL import Image
 
 from one2345_ros import cameras as cam
 from one2345_ros.config import ElevationConfig
-from one2345_ros.elevation import (
+from one2345_ros.elevation import estimate_elevation, search_polar
+from one2345_ros.elevation_geometry import (
     CAP_ERROR_PX,
     build_observations,
-    estimate_elevation,
     hypothesis_c2w,
+    refine_with_view_poses,
     reprojection_errors,
-    search_polar,
 )
 from one2345_ros.elevation_choice import choose_elevation, elevation_from_gravity
 from one2345_ros.elevation_match import PairMatches, match_views
@@ -54,11 +54,13 @@ def oracle_views():
 # ------------------------------------------------------------------ exact geometry
 
 
-def _synthetic_pairs(polar_deg, n=200, noise_px=0.0, seed=0):
-    """Matches of random 3-D points seen by the four hypothesis cameras at ``polar_deg``."""
+def _synthetic_pairs(polar_deg, n=200, noise_px=0.0, seed=0, view_errors_deg=None):
+    """Matches of random 3-D points seen by the four views at ``polar_deg``, each
+    view off its nominal pose by ``view_errors_deg`` [4, 2] (d_polar, d_azimuth)."""
     rng = np.random.default_rng(seed)
     points = rng.uniform(-0.3, 0.3, size=(n, 3))
-    c2w = hypothesis_c2w([polar_deg])[0]
+    offsets = np.asarray(cam.ELEVATION_VIEW_OFFSETS) + (0.0 if view_errors_deg is None else np.asarray(view_errors_deg))
+    c2w = cam.spherical_to_c2w(polar_deg + offsets[:, 0], offsets[:, 1])
     uv = [cam.project(points, K256, cam.invert_rigid(c2w[k]))[0] + rng.normal(0, noise_px, (n, 2)) for k in range(4)]
     return {(i, j): PairMatches(i, j, uv[i], uv[j], np.ones(n)) for i in range(4) for j in range(i + 1, 4)}
 
@@ -90,6 +92,21 @@ def test_search_recovers_sub_degree_polar_from_noisy_matches(polar):
     assert found == pytest.approx(polar, abs=0.5)
     assert curve_polar[np.argmin(curve_error)] == pytest.approx(polar, abs=1.0)
     assert len(coarse) == 13 and np.all(np.diff(curve_polar) > 0)
+
+
+@pytest.mark.parametrize("polar", [40.0, 60.0])
+def test_pose_refinement_recovers_view_pose_errors(polar):
+    """Views off their nominal azimuth by 1.5 deg bias the fixed-pose search by
+    degrees; the refinement finds the view errors and the polar."""
+    errors = np.array([[0.5, 0.0], [-0.5, 0.0], [0.0, -1.5], [0.0, 1.5]])
+    pairs = _synthetic_pairs(polar, noise_px=0.3, view_errors_deg=errors)
+    cfg = ElevationConfig()
+    obs = build_observations(pairs, K256, cfg.track_radius_px)
+    searched, *_ = search_polar(obs, cfg, K256[0, 0])
+    assert abs(searched - polar) > 2.0
+    refined, corrections = refine_with_view_poses(obs, searched, K256[0, 0], 0.5, cfg.robust_scale_px, (30.0, 150.0))
+    assert refined == pytest.approx(polar, abs=0.3)
+    np.testing.assert_allclose(corrections, errors, atol=0.1)
 
 
 # ------------------------------------------------------------- oracle-rendered views
@@ -192,6 +209,27 @@ def test_unknown_matcher_and_missing_loftr_weights_are_clear_errors(tmp_path):
         estimate_elevation(np.full((4, 256, 256, 3), 200, np.uint8), ElevationConfig(matcher="loftr", loftr_weights=str(missing)))
 
 
+def test_loftr_checkpoint_round_trip(tmp_path):
+    """The LoFTR authors' format ({"state_dict": ...} plus training entries), loaded
+    with weights_only=True into kornia's LoFTR with the indoor_new positional encoding."""
+    torch = pytest.importorskip("torch")
+    from kornia.feature import LoFTR
+
+    from one2345_ros.elevation_match import load_loftr
+
+    torch.manual_seed(0)
+    reference = LoFTR(pretrained=None)
+    path = tmp_path / "indoor_ds_new.ckpt"
+    torch.save({"state_dict": reference.state_dict(), "epoch": 29}, path)
+    model = load_loftr(str(path))
+    assert not model.training and model.config["coarse"]["temp_bug_fix"]
+    for (name, a), (_, b) in zip(reference.state_dict().items(), model.state_dict().items()):
+        assert torch.equal(a, b), name
+    torch.save({"state_dict": {"backbone.conv1.weight": torch.zeros(1)}}, tmp_path / "other.ckpt")
+    with pytest.raises(ValueError, match="not a LoFTR checkpoint"):
+        load_loftr(str(tmp_path / "other.ckpt"))
+
+
 # ------------------------------------------------------------------------- gravity
 
 
@@ -245,6 +283,41 @@ def test_source_rule_reports_both_and_the_disagreement(oracle_views):
     assert d.source == "fused" and min(truth, est.estimated_elevation_deg) <= d.chosen_deg <= max(truth, est.estimated_elevation_deg)
     with pytest.raises(InputError, match="gravity"):
         choose_elevation(ElevationConfig(source="gravity"), est, gravity_deg=None)
+
+
+def test_pipeline_estimator_wiring(oracle_views):
+    """decide_elevation's estimator, as the plan calls it with the four views:
+    image only without gravity; gravity chosen with the image estimate reported
+    beside it; an unreliable image estimate falls back with the reason recorded."""
+    from types import SimpleNamespace
+
+    from one2345_ros.elevation_choice import ElevationDecision, decide_elevation
+    from one2345_ros.result import ReconstructionResult
+
+    truth, views = oracle_views["mallet"]
+    pre = SimpleNamespace(pixel_center=np.array([128.0, 128.0]))
+    d = ElevationDecision()
+    polar = decide_elevation(ElevationConfig(), SimpleNamespace(gravity_c2w=None, K=None), pre, d)(views)
+    assert polar == pytest.approx(90.0 - truth, abs=TOLERANCE_DEG)
+    assert d.source == "image" and d.image_deg == pytest.approx(90.0 - polar)
+
+    gravity = SimpleNamespace(gravity_c2w=cam.spherical_to_c2w(80.0, 0.0), K=K256)
+    d = ElevationDecision()
+    polar = decide_elevation(ElevationConfig(), gravity, pre, d)(views)
+    assert polar == pytest.approx(80.0, abs=1e-9) and d.source == "gravity"
+    assert d.image_deg == pytest.approx(truth, abs=TOLERANCE_DEG)
+    result = ReconstructionResult(ok=True)
+    d.fill(result)
+    assert result.extra["elevation_disagreement_deg"] == pytest.approx(abs(10.0 - d.image_deg))
+    assert len(result.extra["elevation_estimate"]["curve"]["polar_deg"]) > 13
+    json.dumps(result.extra)  # result.json must be able to hold it
+
+    d = ElevationDecision()
+    polar = decide_elevation(ElevationConfig(), SimpleNamespace(gravity_c2w=None, K=None), pre, d)(
+        np.full((4, 256, 256, 3), 255, np.uint8)
+    )
+    assert polar == ElevationConfig().fallback_polar_deg
+    assert "blank" in d.image_reason and "fallback" in d.image_reason and d.image_deg is None
 
 
 # ----------------------------------------------------------------------------- CLI
