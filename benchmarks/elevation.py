@@ -53,7 +53,8 @@ SKIPPED_AZIMUTHS: list[tuple[str, float]] = []
 def input_camera(mesh, elevation_deg: float, azimuth_deg: float) -> np.ndarray:
     """OpenCV c2w of a camera at the given elevation looking at the bbox centre."""
     center = mesh.bounding_box.centroid
-    eye = center + cam.camera_center(cam.polar_from_elevation(elevation_deg), azimuth_deg, 3.0 * float(np.max(mesh.extents)))
+    distance = 3.0 * float(np.max(mesh.extents))
+    eye = center + cam.camera_center(cam.polar_from_elevation(elevation_deg), azimuth_deg, distance)
     return cam.look_at(eye, center)
 
 
@@ -182,7 +183,8 @@ def main(argv=None) -> int:
                     "seconds": est.seconds,
                 }
             )
-        print(f"{name:>10} {truth:6.1f}  clean {rows['clean'][-1]['abs_error_deg']:5.2f}  perturbed {rows['perturbed'][-1]['abs_error_deg']:5.2f}", flush=True)
+        clean_err, perturbed_err = rows["clean"][-1]["abs_error_deg"], rows["perturbed"][-1]["abs_error_deg"]
+        print(f"{name:>10} {truth:6.1f}  clean {clean_err:5.2f}  perturbed {perturbed_err:5.2f}", flush=True)
     summary = {kind: summarise(r) for kind, r in rows.items()}
     print()
     print(f"{'views':<22} {'n':>4} {'median':>7} {'p90':>6} {'max':>6} {'conf<0.3':>8} {'median s':>9} {'p90 s':>6}")
@@ -208,7 +210,8 @@ def main(argv=None) -> int:
         "summary": summary,
         "acceptance": {
             "clean": summary["clean"]["median_abs_error_deg"] <= 2 and summary["clean"]["p90_abs_error_deg"] <= 5,
-            "perturbed": summary["perturbed"]["median_abs_error_deg"] <= 4 and summary["perturbed"]["p90_abs_error_deg"] <= 10,
+            "perturbed": summary["perturbed"]["median_abs_error_deg"] <= 4
+            and summary["perturbed"]["p90_abs_error_deg"] <= 10,
             "time": summary["clean"]["median_seconds"] <= 0.5 and summary["perturbed"]["median_seconds"] <= 0.5,
         },
         "machine": {"cpu_threads_opencv": cv2.getNumThreads(), "platform": platform.platform(), "shared_cpu": True},

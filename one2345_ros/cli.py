@@ -146,7 +146,8 @@ def cmd_elevation(args) -> int:
     for k, path in enumerate(args.views):
         image = read_rgb(path)
         if image.shape[:2] != (cam.VIEW_SIZE, cam.VIEW_SIZE):
-            raise InputError(f"view {k} ({path}) is {image.shape[1]}x{image.shape[0]}, need {cam.VIEW_SIZE}x{cam.VIEW_SIZE}")
+            size = f"{cam.VIEW_SIZE}x{cam.VIEW_SIZE}"
+            raise InputError(f"view {k} ({path}) is {image.shape[1]}x{image.shape[0]}, need {size}")
         views.append(image)
     gravity = None
     if args.gravity_c2w:
@@ -168,7 +169,7 @@ def cmd_elevation(args) -> int:
     }
     if estimate is not None:
         details = estimate.to_dict(curve=args.curve)
-        out.update({k: v for k, v in details.items() if k not in ("elevation_deg", "polar_deg", "confidence", "reason")})
+        out.update({k: v for k, v in details.items() if k not in out})
     print(json.dumps(out, indent=2))
     return 0
 
@@ -188,7 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument(
         "--gravity", action="store_true",
-        help="give the pipeline the true camera pose as a gravity-aligned pose (default: estimate the elevation from images)",
+        help="give the pipeline the true camera pose as a gravity-aligned pose "
+        "(default: estimate the elevation from images)",
     )  # fmt: skip
     p.set_defaults(func=cmd_demo)
 
@@ -199,10 +201,15 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--matcher", choices=["sift", "loftr"], help="feature matcher (default sift)")
     p.add_argument("--loftr-weights", help="LoFTR checkpoint (indoor_ds_new.ckpt) for --matcher loftr")
-    p.add_argument("--source", choices=["auto", "image", "gravity", "fused"], help="elevation source rule (default auto)")
+    p.add_argument(
+        "--source", choices=["auto", "image", "gravity", "fused"], help="elevation source rule (default auto)"
+    )
     p.add_argument("--gravity-c2w", help="JSON 4x4 OpenCV c2w of the camera in a gravity-aligned (z up) frame")
     p.add_argument("--intrinsics", help="JSON 3x3 K of the image the gravity pose belongs to (default: the 256 view's)")
-    p.add_argument("--pixel-center", type=float, nargs=2, metavar=("U", "V"), help="object centre in that image (default: principal point)")
+    p.add_argument(
+        "--pixel-center", type=float, nargs=2, metavar=("U", "V"),
+        help="object centre in that image (default: principal point)",
+    )  # fmt: skip
     p.add_argument("--curve", action="store_true", help="include the error curve in the JSON")
     p.add_argument("--config", help="YAML config (its elevation section is used)")
     p.set_defaults(func=cmd_elevation)

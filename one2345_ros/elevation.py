@@ -45,6 +45,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 
 from . import cameras as cam
@@ -63,6 +64,17 @@ MIN_PARALLAX_PX = 0.5
 
 FLAT_CURVE_CONTRAST = 0.15
 """Error curves whose minimum is within this fraction of their median are flat."""
+
+SHARP_CURVE_CONTRAST = 0.6
+"""A minimum this far below the curve's median counts as fully pronounced."""
+
+RESIDUAL_GOOD_PX, RESIDUAL_WARN_PX, RESIDUAL_BAD_PX = 2.0, 6.0, 10.0
+"""Median reprojection error at the minimum: full confidence below GOOD, a
+"views inconsistent" reason above WARN, zero confidence at BAD (clean oracle views
+give 0.2-1 px, the benchmark's perturbed views 1-4 px)."""
+
+EDGE_PENALTY = 0.2
+"""Confidence factor for a minimum on the edge of the searched polar range."""
 
 
 @dataclass
@@ -182,16 +194,17 @@ def _confidence(n_obs: int, residual_px: float, coarse_cost: np.ndarray, polar: 
         reasons.append(f"few matches ({n_obs} three-view observations)")
     median = float(np.median(coarse_cost))
     contrast = 1.0 - float(coarse_cost.min()) / median if median > 0 else 0.0
-    c_contrast = float(np.clip((contrast - FLAT_CURVE_CONTRAST) / (0.6 - FLAT_CURVE_CONTRAST), 0.0, 1.0))
+    c_contrast = (contrast - FLAT_CURVE_CONTRAST) / (SHARP_CURVE_CONTRAST - FLAT_CURVE_CONTRAST)
+    c_contrast = float(np.clip(c_contrast, 0.0, 1.0))
     if contrast < FLAT_CURVE_CONTRAST:
         reasons.append(f"flat error curve (minimum {100 * contrast:.0f} % below the median)")
-    c_residual = float(np.clip(1.0 - (residual_px - 2.0) / 8.0, 0.0, 1.0))
-    if residual_px > 6.0:
+    c_residual = float(np.clip((RESIDUAL_BAD_PX - residual_px) / (RESIDUAL_BAD_PX - RESIDUAL_GOOD_PX), 0.0, 1.0))
+    if residual_px > RESIDUAL_WARN_PX:
         reasons.append(f"views inconsistent (median reprojection error {residual_px:.1f} px)")
     c_edge = 1.0
     edge = 0.5 * cfg.fine_step_deg
     if polar <= cfg.polar_min_deg + edge or polar >= cfg.polar_max_deg - edge:
-        c_edge = 0.2
+        c_edge = EDGE_PENALTY
         reasons.append(
             f"minimum on the edge of the search range (polar {polar:.1f} deg; range "
             f"{cfg.polar_min_deg:g}-{cfg.polar_max_deg:g}): the camera may be outside it"
@@ -258,13 +271,16 @@ def estimate_elevation(views: np.ndarray, cfg: ElevationConfig | None = None, ma
         info["search_polar_deg"] = polar
         if cfg.refine_view_poses:
             bounds = (cfg.polar_min_deg, cfg.polar_max_deg)
-            refined, corrections = refine_with_view_poses(obs, polar, focal, cfg.view_pose_sigma_deg, cfg.robust_scale_px, bounds)
+            refined, corrections = refine_with_view_poses(
+                obs, polar, focal, cfg.view_pose_sigma_deg, cfg.robust_scale_px, bounds
+            )
             if abs(refined - polar) <= cfg.coarse_step_deg:
                 polar = refined
                 info["view_corrections_deg"] = corrections.tolist()
             else:  # the grid search's basin is the one its curve and confidence describe
-                reason = "; ".join(filter(None, [reason, f"pose refinement left the search's minimum ({refined:.1f} deg); not used"]))
-    except (ValueError, np.linalg.LinAlgError, FloatingPointError) as exc:  # numerical or OpenCV failure
+                note = f"pose refinement left the search's minimum ({refined:.1f} deg); not used"
+                reason = "; ".join(filter(None, [reason, note]))
+    except (ValueError, np.linalg.LinAlgError, FloatingPointError, cv2.error) as exc:  # numerical or OpenCV failure
         return done(_fallback(cfg, f"estimation failed: {exc}", **info))
     result = ElevationEstimate(
         elevation_deg=float(cam.elevation_from_polar(polar)),

@@ -141,7 +141,12 @@ def parabola_vertex(x: np.ndarray, y: np.ndarray, i: int) -> float:
 
 
 def refine_with_view_poses(
-    obs: Observations, polar0_deg: float, focal_px: float, sigma_deg: float, scale_px: float, bounds_deg: tuple[float, float]
+    obs: Observations,
+    polar0_deg: float,
+    focal_px: float,
+    sigma_deg: float,
+    scale_px: float,
+    bounds_deg: tuple[float, float],
 ) -> tuple[float, np.ndarray]:
     """Joint refinement of the input polar and a small pose error of every view.
 
@@ -174,5 +179,7 @@ def refine_with_view_poses(
     p0[0] = np.clip(polar0_deg, lo, hi)
     limit = np.r_[0.0, np.full(8, 10.0 * sigma_deg)]
     lower, upper = np.r_[lo, -limit[1:]], np.r_[hi, limit[1:]]
-    fit = least_squares(residuals, p0, bounds=(lower, upper), loss="cauchy", f_scale=scale_px, diff_step=1e-4, max_nfev=50)
+    fit = least_squares(
+        residuals, p0, bounds=(lower, upper), loss="cauchy", f_scale=scale_px, diff_step=1e-4, max_nfev=50
+    )
     return float(fit.x[0]), fit.x[1:].reshape(4, 2)

@@ -131,7 +131,9 @@ class SiftMatcher:
     def __init__(self, cfg: ElevationConfig):
         self.cfg = cfg
         self.sift = cv2.SIFT_create(
-            nOctaveLayers=SIFT_OCTAVE_LAYERS, contrastThreshold=cfg.sift_contrast_threshold, edgeThreshold=SIFT_EDGE_THRESHOLD
+            nOctaveLayers=SIFT_OCTAVE_LAYERS,
+            contrastThreshold=cfg.sift_contrast_threshold,
+            edgeThreshold=SIFT_EDGE_THRESHOLD,
         )
         self.bf = cv2.BFMatcher(cv2.NORM_L2)
 
@@ -238,7 +240,9 @@ class LoftrMatcher:
     def __init__(self, cfg: ElevationConfig):
         self.cfg = cfg
         if not cfg.loftr_weights:
-            raise ValueError("elevation.matcher is 'loftr' but elevation.loftr_weights is empty (path to indoor_ds_new.ckpt)")
+            raise ValueError(
+                "elevation.matcher is 'loftr' but elevation.loftr_weights is empty (path to indoor_ds_new.ckpt)"
+            )
         key = str(Path(cfg.loftr_weights).expanduser().resolve())
         if key not in self._cache:
             self._cache[key] = load_loftr(cfg.loftr_weights)
@@ -248,7 +252,10 @@ class LoftrMatcher:
         import torch
 
         size = views.shape[1]
-        grey = [cv2.resize(cv2.cvtColor(v, cv2.COLOR_RGB2GRAY), (LOFTR_SIZE, LOFTR_SIZE), interpolation=cv2.INTER_AREA) for v in views]
+        grey = [
+            cv2.resize(cv2.cvtColor(v, cv2.COLOR_RGB2GRAY), (LOFTR_SIZE, LOFTR_SIZE), interpolation=cv2.INTER_AREA)
+            for v in views
+        ]
         images = torch.from_numpy(np.stack(grey)).float()[:, None] / 255.0
         scale = size / LOFTR_SIZE
         pairs = {}

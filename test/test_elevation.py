@@ -206,7 +206,8 @@ def test_unknown_matcher_and_missing_loftr_weights_are_clear_errors(tmp_path):
         estimate_elevation(np.full((4, 256, 256, 3), 200, np.uint8), ElevationConfig(matcher="orb"))
     missing = tmp_path / "indoor_ds_new.ckpt"
     with pytest.raises(FileNotFoundError, match="indoor_ds_new.ckpt"):
-        estimate_elevation(np.full((4, 256, 256, 3), 200, np.uint8), ElevationConfig(matcher="loftr", loftr_weights=str(missing)))
+        cfg = ElevationConfig(matcher="loftr", loftr_weights=str(missing))
+        estimate_elevation(np.full((4, 256, 256, 3), 200, np.uint8), cfg)
 
 
 def test_loftr_checkpoint_round_trip(tmp_path):
@@ -280,7 +281,8 @@ def test_source_rule_reports_both_and_the_disagreement(oracle_views):
     d = choose_elevation(ElevationConfig(source="auto"), est, gravity_deg=None)
     assert (d.source, d.chosen_deg) == ("image", est.estimated_elevation_deg)
     d = choose_elevation(ElevationConfig(source="fused"), est, gravity_deg=truth)
-    assert d.source == "fused" and min(truth, est.estimated_elevation_deg) <= d.chosen_deg <= max(truth, est.estimated_elevation_deg)
+    low, high = sorted([truth, est.estimated_elevation_deg])
+    assert d.source == "fused" and low <= d.chosen_deg <= high
     with pytest.raises(InputError, match="gravity"):
         choose_elevation(ElevationConfig(source="gravity"), est, gravity_deg=None)
 
