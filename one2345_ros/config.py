@@ -80,6 +80,25 @@ class ElevationConfig:
     fallback_polar_deg: float = 90.0
     """Polar angle used when the estimate is unreliable (One-2-3-45 uses 90)."""
     min_confidence: float = 0.3
+    """Image estimates below this confidence are replaced by the fallback (reason recorded)."""
+    sift_contrast_threshold: float = 0.01
+    """OpenCV SIFT contrastThreshold (OpenCV's default 0.04 finds too few points on 256x256 views)."""
+    ratio_test: float = 0.8
+    """Lowe's ratio for SIFT matches."""
+    mask_margin_px: int = 2
+    """Matches must lie this far inside the silhouette (contour points are not fixed surface points)."""
+    ransac_threshold_px: float = 2.0
+    """Epipolar RANSAC threshold per pair (0 disables); generated views are only roughly consistent."""
+    track_radius_px: float = 1.0
+    """Matches of view a with views b and t share a point when their view-a points are this close (original: 1 px)."""
+    robust_scale_px: float = 2.0
+    """Scale of the Cauchy loss on reprojection errors: larger errors count logarithmically."""
+    min_tracks: int = 12
+    refine_view_poses: bool = True
+    """After the grid search, refine the polar jointly with a small pose error per view (generated views are imperfect)."""
+    view_pose_sigma_deg: float = 0.5
+    """Prior standard deviation of each view's pose error in that refinement."""
+    """Fewer three-view observations than this: no estimate (too few matches)."""
 
 
 @dataclass

@@ -4,6 +4,12 @@ A bundled object is rendered by a realistic camera (640x480, f = 600 px, object
 off-centre) at a chosen elevation; the oracle generator renders the plan's views
 of the true object; the pipeline reconstructs it; the mesh is compared with the
 truth in the canonical frame.
+
+The elevation is estimated from the oracle's four nearby views (the image
+estimator), as on a robot without TF; ``use_gravity`` hands the pipeline the true
+camera pose as a gravity-aligned pose instead, to show the gravity path (the image
+estimate is then still reported beside it). Either way the error of the image
+estimate against the rendered truth is printed and stored in result.json.
 """
 
 from __future__ import annotations
@@ -60,6 +66,7 @@ def run_demo(
     cfg: C.PipelineConfig | None = None,
     resolution: int = 128,
     show_progress: bool = True,
+    use_gravity: bool = False,
 ) -> list[dict]:
     """Run the demo on one bundled object or all; print and return a summary per object."""
     from .assets import list_objects, load_object
@@ -88,7 +95,7 @@ def run_demo(
             image=scene.image,
             mask=scene.mask,
             K=scene.K,
-            gravity_c2w=scene.c2w,
+            gravity_c2w=scene.c2w if use_gravity else None,
             frame_id="demo_camera",
             object_id=name,
         )
@@ -98,18 +105,31 @@ def run_demo(
             result = pipeline.reconstruct(inputs, progress=bar)
         finally:
             bar.close()
+        image_error = None if result.elevation_image_deg is None else abs(result.elevation_image_deg - elevation)
         scores = compare_meshes(result.mesh, oracle.canonical_mesh())
         passed = scores.chamfer_l1 < CHAMFER_THRESHOLD and scores.volume_iou > IOU_THRESHOLD
         result.extra["truth"] = {
             "object": name,
             "elevation_deg": elevation,
             "elevation_error_deg": abs(result.elevation_deg - elevation),
+            "elevation_image_deg": result.elevation_image_deg,
+            "elevation_image_error_deg": image_error,
+            "elevation_gravity_deg": result.elevation_gravity_deg,
             "chamfer_l1": scores.chamfer_l1,
             "f_score": scores.f_score,
             "volume_iou": scores.volume_iou,
         }
         target = out_dir / name if len(names) > 1 else out_dir
         path = save_result(target, result, run_cfg.mesh.format)
+        image_part = (
+            "no image estimate"
+            if image_error is None
+            else f"image estimate {result.elevation_image_deg:.1f} deg, error {image_error:.2f} deg, "
+            f"confidence {result.extra.get('elevation_estimate', {}).get('confidence', 0.0):.2f}"
+        )
+        if result.elevation_reason:
+            image_part += f" ({result.elevation_reason})"
+        print(f"[{name}] {image_part}")
         print(
             f"[{name}] elevation used {result.elevation_deg:.1f} deg ({result.elevation_source}, "
             f"error {abs(result.elevation_deg - elevation):.2f} deg); Chamfer-L1 {100 * scores.chamfer_l1:.2f} % "

@@ -3,7 +3,9 @@
 Rule (``ElevationConfig.source``):
 
 * ``auto`` (default): the gravity elevation when a gravity-aligned camera pose is
-  given (TF on a robot), otherwise the image estimate.
+  given (TF on a robot), otherwise the image estimate. The image estimate still
+  runs beside gravity (it costs well under a second) so that both values and
+  their disagreement are reported.
 * ``gravity``: the gravity elevation; a request without a gravity pose is an error.
 * ``image``: the image estimate, even when gravity is known.
 * ``fused``: the inverse-variance weighted mean of both (gravity sigma
@@ -46,6 +48,14 @@ class ElevationDecision:
     confidence: float = 0.0
     polar_hint_deg: float | None = None
     """Absolute polar known before any image exists (gravity), for Stable Zero123."""
+    image_estimate: object = None
+    """The full elevation.ElevationEstimate (error curve, matches) when the image estimator ran."""
+
+    @property
+    def disagreement_deg(self) -> float | None:
+        if self.gravity_deg is None or self.image_deg is None:
+            return None
+        return abs(self.gravity_deg - self.image_deg)
 
     def fill(self, result) -> None:
         result.elevation_source = self.source
@@ -53,8 +63,10 @@ class ElevationDecision:
         result.elevation_gravity_deg = self.gravity_deg
         result.confidence = self.confidence
         result.elevation_reason = self.image_reason
-        if self.gravity_deg is not None and self.image_deg is not None:
-            result.extra["elevation_disagreement_deg"] = abs(self.gravity_deg - self.image_deg)
+        if self.disagreement_deg is not None:
+            result.extra["elevation_disagreement_deg"] = self.disagreement_deg
+        if self.image_estimate is not None:
+            result.extra["elevation_estimate"] = self.image_estimate.to_dict()
 
 
 def decide_elevation(cfg: ElevationConfig, inputs, pre, decision: ElevationDecision):
@@ -64,10 +76,7 @@ def decide_elevation(cfg: ElevationConfig, inputs, pre, decision: ElevationDecis
     if inputs.gravity_c2w is not None:
         if inputs.K is None:
             raise InputError("a gravity pose needs the camera intrinsics (camera_info) to use it")
-        g2 = np.asarray(inputs.gravity_c2w, dtype=np.float64)
-        if g2.shape != (4, 4) or not np.all(np.isfinite(g2)):
-            raise InputError(f"gravity pose must be a finite 4x4 matrix, got shape {g2.shape}")
-        decision.gravity_deg = cam.gravity_elevation_deg(g2, inputs.K, pre.pixel_center)
+        decision.gravity_deg = elevation_from_gravity(inputs.gravity_c2w, inputs.K, pre.pixel_center)
         decision.polar_hint_deg = float(cam.polar_from_elevation(decision.gravity_deg))
     elif cfg.source == "gravity":
         raise InputError("elevation.source is 'gravity' but the request has no gravity-aligned camera pose (TF)")
@@ -82,14 +91,54 @@ def decide_elevation(cfg: ElevationConfig, inputs, pre, decision: ElevationDecis
 
 
 def _run_image_estimate(cfg: ElevationConfig, views: np.ndarray, decision: ElevationDecision) -> None:
-    if cfg.source == "gravity" or (cfg.source == "auto" and decision.gravity_deg is not None):
+    if cfg.source == "gravity":
         return
     from .elevation import estimate_elevation
 
     est = estimate_elevation(views, cfg)
-    decision.image_deg = est.elevation_deg
+    # the search's own answer (None when it could not run); _choose applies the fallback
+    decision.image_deg = est.estimated_elevation_deg
     decision.image_confidence = est.confidence
     decision.image_reason = est.reason
+    decision.image_estimate = est
+
+
+def elevation_from_gravity(c2w_gravity, K, pixel_center) -> float:
+    """Camera elevation (deg) from its pose in a gravity-aligned frame (z up).
+
+    c2w_gravity: 4x4 OpenCV c2w of the camera (TF on a robot); K: 3x3 intrinsics of
+    the image; pixel_center: (u, v) of the object's centre in that image.
+    Raises InputError on malformed input.
+    """
+    c2w = np.asarray(c2w_gravity, dtype=np.float64)
+    K = np.asarray(K, dtype=np.float64)
+    uv = np.asarray(pixel_center, dtype=np.float64)
+    if c2w.shape != (4, 4) or not np.all(np.isfinite(c2w)):
+        raise InputError(f"gravity pose must be a finite 4x4 matrix, got shape {c2w.shape}")
+    R = c2w[:3, :3]
+    if not np.allclose(R.T @ R, np.eye(3), atol=1e-4) or np.linalg.det(R) <= 0:
+        raise InputError("gravity pose: the 3x3 block is not a rotation")
+    if K.shape != (3, 3) or not np.all(np.isfinite(K)) or K[0, 0] <= 0 or K[1, 1] <= 0:
+        raise InputError(f"intrinsics must be a 3x3 matrix with positive focal lengths, got {K.tolist()}")
+    if uv.shape != (2,) or not np.all(np.isfinite(uv)):
+        raise InputError(f"object pixel centre must be (u, v), got {uv.tolist()}")
+    return cam.gravity_elevation_deg(c2w, K, uv)
+
+
+def choose_elevation(cfg: ElevationConfig, image_estimate=None, gravity_deg: float | None = None) -> ElevationDecision:
+    """Apply the source rule to an image estimate and/or a gravity elevation (library and CLI)."""
+    if cfg.source not in ("auto", "gravity", "image", "fused"):
+        raise InputError(f"elevation.source must be auto, gravity, image or fused, got {cfg.source!r}")
+    if cfg.source == "gravity" and gravity_deg is None:
+        raise InputError("elevation.source is 'gravity' but no gravity-aligned camera pose was given")
+    d = ElevationDecision(gravity_deg=gravity_deg)
+    if image_estimate is not None:
+        d.image_deg = image_estimate.estimated_elevation_deg
+        d.image_confidence = image_estimate.confidence
+        d.image_reason = image_estimate.reason
+        d.image_estimate = image_estimate
+    d.chosen_deg, d.source, d.confidence = _choose(cfg, d)
+    return d
 
 
 def _choose(cfg: ElevationConfig, d: ElevationDecision) -> tuple[float | None, str, float]:
