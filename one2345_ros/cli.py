@@ -180,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="reconstruct a bundled object rendered at a known elevation (oracle views)")
     p.add_argument("--out", default="one2345-demo", help="output folder (default one2345-demo/)")
-    p.add_argument("--object", default="mug", help="bundled object name, or 'all'")
+    p.add_argument("--object", default="mallet", help="bundled object name (house, mallet, mug) or 'all'")
     p.add_argument("--elevation", type=float, default=None, help="input camera elevation (deg); default seeded random")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resolution", type=int, default=128, help="hull grid resolution")

@@ -136,6 +136,11 @@ def run_demo(
             f"of bbox diagonal; F-score@2% {scores.f_score:.3f}; volume IoU {scores.volume_iou:.3f} "
             f"-> {'PASS' if passed else 'FAIL'}"
         )
+        if scores.chamfer_l1 < CHAMFER_THRESHOLD and scores.volume_iou <= IOU_THRESHOLD:
+            print(
+                f"[{name}] note: the surface is close but the volume is not: a visual hull fills "
+                "concavities no silhouette reveals (an open cup); the SparseNeuS backend can recover them"
+            )
         print_timings(result.timings)
         print(f"[{name}] wrote {path.parent}/ (mesh, views.png contact sheet, views/, result.json)")
         summaries.append({**result.extra["truth"], "passed": passed, "timings": result.timings})
