@@ -60,7 +60,7 @@ def render_scene(mesh, elevation_deg: float, azimuth_deg: float, rng: np.random.
 
 def run_demo(
     out_dir: Path,
-    objects: str = "mug",
+    objects: str = "mallet",
     elevation_deg: float | None = None,
     seed: int = 0,
     cfg: C.PipelineConfig | None = None,
