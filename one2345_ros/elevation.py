@@ -73,6 +73,10 @@ RESIDUAL_GOOD_PX, RESIDUAL_WARN_PX, RESIDUAL_BAD_PX = 2.0, 6.0, 10.0
 "views inconsistent" reason above WARN, zero confidence at BAD (clean oracle views
 give 0.2-1 px, the benchmark's perturbed views 1-4 px)."""
 
+REFINEMENT_DISAGREES_PENALTY = 0.5
+"""Confidence factor when the pose refinement runs off the search's minimum: the
+two answers disagree, so the views are not consistent with one camera layout."""
+
 EDGE_PENALTY = 0.2
 """Confidence factor for a minimum on the edge of the searched polar range."""
 
@@ -280,6 +284,7 @@ def estimate_elevation(views: np.ndarray, cfg: ElevationConfig | None = None, ma
             else:  # the grid search's basin is the one its curve and confidence describe
                 note = f"pose refinement left the search's minimum ({refined:.1f} deg); not used"
                 reason = "; ".join(filter(None, [reason, note]))
+                confidence *= REFINEMENT_DISAGREES_PENALTY
     except (ValueError, np.linalg.LinAlgError, FloatingPointError, cv2.error) as exc:  # numerical or OpenCV failure
         return done(_fallback(cfg, f"estimation failed: {exc}", **info))
     result = ElevationEstimate(
