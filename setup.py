@@ -48,7 +48,9 @@ setup(
             "mcap-ros2-support>=0.5",
             "lark>=1.1",
             "empy<4",
+            "kornia>=0.7",
         ],
+        "loftr": ["kornia>=0.7"],
     },
     entry_points={"console_scripts": ["one2345=one2345_ros.cli:main"]},
 )
