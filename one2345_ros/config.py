@@ -176,6 +176,9 @@ class PipelineConfig:
 
 
 ROS_BUILTIN_PARAMETERS = ("use_sim_time", "start_type_description_service")
+NODE_GROUP = "ros"
+"""Group of the node's own settings in params.yaml (one2345_ros/ros/node_config.py);
+the pipeline's loader skips it so that one file serves the node and the CLI."""
 ROS_BUILTIN_PREFIXES = ("qos_overrides.",)
 
 
@@ -282,6 +285,8 @@ def load_yaml(path: str | os.PathLike, cls=PipelineConfig, node_name: str | None
         data = section["ros__parameters"]
         # ROS parameter files may use dotted keys or nesting; accept both.
         data = _merge_dotted(data)
+        if cls is PipelineConfig:
+            data.pop(NODE_GROUP, None)
     try:
         return from_dict(cls, data)
     except ConfigError as exc:

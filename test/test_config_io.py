@@ -125,3 +125,10 @@ def test_one2345_output_folder(tmp_path):
     assert len(views.names) == 32 and views.names[:5] == ["0_0", "0_1", "0_2", "0_3", "1_0"]
     np.testing.assert_allclose(views.c2w[0], plan[8].c2w(), atol=1e-12)
     np.testing.assert_allclose(views.frame_c2w(), plan[0].c2w(), atol=1e-12)
+
+
+def test_the_nodes_params_file_loads_for_the_cli():
+    from pathlib import Path
+
+    cfg = C.load_yaml(Path(__file__).parents[1] / "config" / "params.yaml", node_name="one2345_reconstructor")
+    assert cfg == C.PipelineConfig()  # the file lists every default
