@@ -35,6 +35,8 @@ so the fitted fill is accurate to a fraction of a view pixel."""
 SCALE_FIT_TOLERANCE_PX = 1.0 / SCALE_FIT_OVERSAMPLE
 """The measured side is quantised to 1/SCALE_FIT_OVERSAMPLE view pixels."""
 SCALE_FIT_MAX_ITERATIONS = 12
+SCALE_BRACKET = 0.05
+"""Relative half-width of the bisection bracket around the coarse scale."""
 RECENTRE_MAX_ITERATIONS = 10
 RECENTRE_TOLERANCE_PX = 1.0 / SCALE_FIT_OVERSAMPLE
 """The silhouette box is measured to 1/SCALE_FIT_OVERSAMPLE view pixels."""
@@ -182,24 +184,31 @@ class OracleGenerator:
         lo, hi = self.mesh.bounds
         # first guess from the orthographic size; perspective makes the rest iterative
         scale = target * cameras.ZERO123_RADIUS / (self.K[0, 0] * float(np.max(hi - lo)))
-        # coarse steps at view resolution first: each fine step renders 16x the rays
-        for f, tolerance in ((1, 1.0), (SCALE_FIT_OVERSAMPLE, SCALE_FIT_TOLERANCE_PX)):
-            best = (float("inf"), scale)
-            for _ in range(SCALE_FIT_MAX_ITERATIONS):
-                side = self._silhouette_side_px(scale, f)
-                best = min(best, (abs(side - target), scale))
-                if abs(side - target) <= tolerance:
-                    break
-                scale *= 0.7 if side == float("inf") else target / side
-            else:
-                # The measured side is quantised, so the update can oscillate around
-                # the target (e.g. 191.5 <-> 192.5 px); the closest fit within a
-                # pixel is as good as the preprocessing's own rounding.
-                if best[0] > 1.0:
-                    raise RuntimeError(
-                        f"oracle scale fit did not converge (silhouette {side:.2f} px, target {target:.2f} px)"
-                    )
-                scale = best[1]
+        # Coarse fixed-point steps at view resolution (cheap), then a bisection on
+        # the fine render: the side grows monotonically with the scale but in
+        # quantised jumps (thin parts appear a pixel row at a time), which can make a
+        # fixed-point update cycle around the target; a bracket cannot.
+        best = (float("inf"), scale)
+        for _ in range(SCALE_FIT_MAX_ITERATIONS):
+            side = self._silhouette_side_px(scale, 1)
+            best = min(best, (abs(side - target), scale))
+            if abs(side - target) <= 1.0:
+                break
+            scale *= 0.7 if side == float("inf") else target / side
+        scale = best[1]
+        f = SCALE_FIT_OVERSAMPLE
+        lo, hi = scale * (1.0 - SCALE_BRACKET), scale * (1.0 + SCALE_BRACKET)
+        if not self._silhouette_side_px(lo, f) <= target <= self._silhouette_side_px(hi, f):
+            raise RuntimeError(f"oracle scale fit: no scale within {SCALE_BRACKET:.0%} of {scale:.4g} fills {target:.1f} px")
+        best = (float("inf"), scale)
+        for _ in range(SCALE_FIT_MAX_ITERATIONS):
+            mid = 0.5 * (lo + hi)
+            side = self._silhouette_side_px(mid, f)
+            best = min(best, (abs(side - target), mid))
+            if abs(side - target) <= SCALE_FIT_TOLERANCE_PX:
+                break
+            lo, hi = (mid, hi) if side < target else (lo, mid)
+        scale = best[1]
         return scale
 
     # ------------------------------------------------------------------ views
