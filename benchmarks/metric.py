@@ -13,7 +13,6 @@ scale error (%), Chamfer-L1 (mm and % of the object's size).
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
 from pathlib import Path

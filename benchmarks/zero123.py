@@ -31,7 +31,7 @@ from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection  # noqa
 
 from one2345_ros.views.zero123 import CCProjection, Zero123Pipeline  # noqa: E402
 from one2345_ros.views.zero123_convert import ZERO123_LDM_CONFIG, unet_config_from_ldm, vae_config_from_ldm  # noqa: E402
-from one2345_ros.views.zero123_generator import DTYPES, PRESETS, make_scheduler  # noqa: E402
+from one2345_ros.views.zero123_generator import DTYPES, PRESETS  # noqa: E402
 from one2345_ros.views.zero123_loading import zero123_ddim_scheduler  # noqa: E402
 
 CLIP_VIT_L14 = dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,

@@ -209,14 +209,6 @@ def pixel_rays(K, c2w, width: int, height: int):
     return np.broadcast_to(origin, dirs.shape).reshape(height, width, 3), dirs.reshape(height, width, 3)
 
 
-def camera_z_to_distance(K, width: int, height: int):
-    """Per-pixel factor (H, W) turning z-depth into distance along the ray."""
-    K_inv = np.linalg.inv(np.asarray(K, dtype=np.float64))
-    u, v = np.meshgrid(np.arange(width, dtype=np.float64), np.arange(height, dtype=np.float64))
-    d = np.einsum("ij,hwj->hwi", K_inv, np.stack([u, v, np.ones_like(u)], axis=-1))
-    return np.linalg.norm(d, axis=-1)
-
-
 # ----------------------------------------------------------- spherical cameras
 
 
@@ -294,19 +286,6 @@ def relative_to_reference(c2w, c2w_ref):
 # ------------------------------------------------------------- Zero123 views
 
 
-@dataclass(frozen=True)
-class RelativeView:
-    """A target view relative to the conditioning view, as Zero123 takes it.
-
-    +d_polar moves the camera down (towards -z), +d_azimuth orbits it to its right,
-    d_radius changes the distance (One-2-3-45 always uses 0).
-    """
-
-    d_polar_deg: float
-    d_azimuth_deg: float
-    d_radius: float = 0.0
-
-
 def zero123_embedding(d_polar_deg, d_azimuth_deg, d_radius=0.0, cond_polar_deg=None):
     """Zero123 camera embedding T (..., 4).
 
@@ -322,13 +301,6 @@ def zero123_embedding(d_polar_deg, d_azimuth_deg, d_radius=0.0, cond_polar_deg=N
         last = np.deg2rad(np.asarray(cond_polar_deg, dtype=np.float64))
     dp, da, last = np.broadcast_arrays(dp, da, last)
     return np.stack([dp, np.sin(da), np.cos(da), last], axis=-1)
-
-
-def relative_view_between(cond_polar_deg, cond_azimuth_deg, target_polar_deg, target_azimuth_deg):
-    """(d_polar, d_azimuth) in degrees taking the conditioning view to the target view."""
-    d_polar = np.asarray(target_polar_deg, dtype=np.float64) - np.asarray(cond_polar_deg, dtype=np.float64)
-    d_az = wrap_degrees(np.asarray(target_azimuth_deg, dtype=np.float64) - np.asarray(cond_azimuth_deg, dtype=np.float64))
-    return d_polar, d_az
 
 
 # ------------------------------------------------------------ One-2-3-45 plan

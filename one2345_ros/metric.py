@@ -17,8 +17,8 @@ used, azimuth 0) took the 256x256 crop. The real camera took the same crop with
   rendered depth is proportional to it. One number, ``D``, remains:
 
   - depth: start from D = the median masked depth, then fit the similarity
-    (scale, rotation, translation) against the back-projected depth (projective
-    ICP). The fixed-radius virtual camera sees the object with much stronger
+    (scale, rotation, translation) against the back-projected depth (trimmed ICP
+    on the surface the camera sees, see :func:`fit_to_depth`). The fixed-radius virtual camera sees the object with much stronger
     perspective than a real camera, so image-size matching alone is a few per
     cent off in scale; depth measures it directly;
   - ``object_distance_m``: D directly;
@@ -88,20 +88,21 @@ def canonical_to_camera(polar_deg: float, K_real, crop, distance_m: float) -> tu
     return T, s
 
 
-def umeyama(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
-    """Least-squares similarity dst ~ s R src + t (Umeyama 1991); R proper (det +1).
+def similarity_fit(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
+    """Least-squares similarity dst ~ s R src + t (Umeyama, via scikit-image); R proper."""
+    from skimage.transform import SimilarityTransform
 
-    Hand-written because it is ten lines of numpy and no installed library exposes
-    it without extra dependencies (skimage's version returns only a matrix, with no
-    reflection guard we can inspect here).
-    """
-    mu_s, mu_d = src.mean(axis=0), dst.mean(axis=0)
-    a, b = src - mu_s, dst - mu_d
-    U, S, Vt = np.linalg.svd(b.T @ a / len(src))
-    D = np.diag([1.0, 1.0, np.sign(np.linalg.det(U @ Vt))])
-    R = U @ D @ Vt
-    s = float(np.trace(np.diag(S) @ D) / (a * a).sum(axis=1).mean())
-    return R, s, mu_d - s * R @ mu_s
+    if hasattr(SimilarityTransform, "from_estimate"):  # scikit-image >= 0.26
+        tform = SimilarityTransform.from_estimate(src, dst)
+        ok = bool(tform)
+    else:  # the older API, still what robots with ROS's numpy 1.x resolve to
+        tform = SimilarityTransform(dimensionality=3)
+        ok = tform.estimate(src, dst)
+    if not ok:
+        raise InputError("depth: the depth points do not determine a similarity (degenerate geometry)")
+    M = tform.params
+    scale = float(np.cbrt(np.linalg.det(M[:3, :3])))
+    return M[:3, :3] / scale, scale, M[:3, 3].copy()
 
 
 def fit_to_depth(mesh, T_init: np.ndarray, K_real, depth: np.ndarray, mask: np.ndarray, seed: int = 0):
@@ -114,8 +115,9 @@ def fit_to_depth(mesh, T_init: np.ndarray, K_real, depth: np.ndarray, mask: np.n
     camera sees at the current pose (recomputed each iteration, so front-surface
     points cannot slide onto hidden sides). The rotation is refined too: a visible
     surface couples scale with rotation strongly (a 1 deg tilt can pass for a 10 %
-    scale change), so the elevation's rotation is only the starting point. Trimming drops the worst :data:`TRIM_FRACTION` (occlusions, depth
-    holes, the reconstruction's own errors such as a hull's filled concavities).
+    scale change), so the elevation's rotation is only the starting point.
+    Trimming drops the worst :data:`TRIM_FRACTION` (occlusions, depth holes, the
+    reconstruction's own errors such as a hull's filled concavities).
 
     Returns (T, median absolute residual in metres, pixels with depth).
     """
@@ -155,7 +157,7 @@ def fit_to_depth(mesh, T_init: np.ndarray, K_real, depth: np.ndarray, mask: np.n
         closest, dist, _ = visible.nearest.on_surface(canonical_pts)
         residual = dist * s
         keep = residual <= np.quantile(residual, 1.0 - TRIM_FRACTION)
-        R_new, s_new, t_new = umeyama(closest[keep], points[keep])
+        R_new, s_new, t_new = similarity_fit(closest[keep], points[keep])
         step = abs(s_new - s) / s + np.linalg.norm(t_new - t) / np.linalg.norm(t) + np.abs(R_new - R).max()
         R, s, t = R_new, s_new, t_new
         if step < 1e-5:

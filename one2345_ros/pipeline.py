@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -21,11 +20,9 @@ from .io import InputError, ViewSet
 from .metric import fit_metric
 from .preprocess import preprocess
 from .result import CANONICAL_FRAME_ID, ReconstructionResult
-from .timing import StageTimer
+from .timing import StageProgressFn, StageTimer
 from .views.base import ViewGenerator
 from .views.plan import PlanResult, run_one2345_plan
-
-StageProgress = Callable[[str, float], None]
 
 
 class Cancelled(Exception):
@@ -102,7 +99,7 @@ class Pipeline:
     def reconstruct(
         self,
         inputs: ReconstructionInputs,
-        progress: StageProgress | None = None,
+        progress: StageProgressFn | None = None,
         cancel: threading.Event | None = None,
     ) -> ReconstructionResult:
         """Run the pipeline on one request.

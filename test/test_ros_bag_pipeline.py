@@ -62,6 +62,11 @@ def test_bag_with_the_real_pipeline_gives_a_metric_mesh_in_the_camera_frame(tmp_
     assert obj.header.frame_id == "cam_optical" and obj.units == "m" and obj.scale_source == "depth"
     vertices = np.array([(p.x, p.y, p.z) for p in obj.mesh.vertices])
     np.testing.assert_allclose(vertices, result.mesh.vertices, atol=1e-9)
+    # the file behind mesh_uri follows the project's one mesh convention (GLB y-up)
+    from one2345_ros.mesh import load_mesh
+
+    from_file = load_mesh(obj.mesh_uri[len("file://") :])
+    np.testing.assert_allclose(from_file.vertices, vertices, atol=1e-6)  # GLB stores float32
     assert obj.elevation_deg == pytest.approx(35.0, abs=3.0)
     assert msgs["/one2345_reconstructor/elevation"].data == pytest.approx(obj.elevation_deg)
     truth = cam.transform_points(cam.invert_rigid(c2w), mesh.vertices)  # camera frame, metres

@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from one2345_ros.views.zero123_convert import add_convert_zero123_parser, convert_zero123_main
+from one2345_ros.views.zero123_convert import add_convert_zero123_parser
 from one2345_ros.views.zero123_loading import Zero123WeightsError, from_local_dir, load_zero123, resolve_zero123_source
 
 from ldm_format import ldm_checkpoint, tiny_ldm_yaml

@@ -8,7 +8,6 @@ Every rejection raises :class:`BadMessage` with a reason naming the message and 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import numpy as np
 

@@ -52,9 +52,6 @@ class PlanResult:
     plan: list[PlannedView]
     timings: dict[str, float] = field(default_factory=dict)
 
-    def stage_images(self, stage: int) -> list[np.ndarray]:
-        return [self.images[v.name] for v in self.plan if v.stage == stage]
-
     def stage2(self) -> tuple[list[PlannedView], np.ndarray]:
         """The 32 reconstruction sources: plan entries and images (32, 256, 256, 3)."""
         views = [v for v in self.plan if v.stage == 2]
