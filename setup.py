@@ -13,7 +13,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["one2345_ros", "one2345_ros.*"]),
-    package_data={"one2345_ros": ["assets/objects/*", "assets/LICENSE"]},
+    package_data={"one2345_ros": ["synthetic/assets/objects/*", "synthetic/assets/LICENSE"]},
     # The interface definitions, so the ROS-free `one2345 bag` can write ReconstructedObject
     # messages after a plain pip install (one2345_ros/ros/interfaces.py looks here).
     data_files=[
@@ -52,5 +52,5 @@ setup(
         ],
         "loftr": ["kornia>=0.7"],
     },
-    entry_points={"console_scripts": ["one2345=one2345_ros.cli:main"]},
+    entry_points={"console_scripts": ["one2345=one2345_ros.cli.main:main"]},
 )

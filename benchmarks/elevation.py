@@ -36,9 +36,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from one2345_ros import cameras as cam  # noqa: E402
+from one2345_ros.geometry import cameras as cam  # noqa: E402
 from one2345_ros.config import ElevationConfig  # noqa: E402
-from one2345_ros.elevation import estimate_elevation  # noqa: E402
+from one2345_ros.elevation.estimate import estimate_elevation  # noqa: E402
 
 ELEVATION_RANGE_DEG = (-20.0, 60.0)
 POSE_JITTER_DEG = 2.0
@@ -96,8 +96,8 @@ def perturb_image(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def make_cases(n_objects: int, n_elevations: int, seed: int):
     """Yield (name, true elevation, clean views, perturbed views)."""
-    from one2345_ros.assets import list_objects, load_object, make_random_object
-    from one2345_ros.views.oracle import OracleGenerator
+    from one2345_ros.synthetic.assets import list_objects, load_object, make_random_object
+    from one2345_ros.synthetic.oracle import OracleGenerator
 
     rng = np.random.default_rng(seed)
     bundled = list_objects()

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import cameras as cam
+from .geometry import cameras as cam
 from . import config as C
-from .elevation_choice import ElevationDecision, decide_elevation
-from .io import InputError, ViewSet
-from .metric import fit_metric
+from .elevation.choice import ElevationDecision, decide_elevation
+from .types import InputError, ViewSet
+from .scale import fit_metric
 from .preprocess import preprocess
-from .result import CANONICAL_FRAME_ID, ReconstructionResult
+from .results.result import CANONICAL_FRAME_ID, ReconstructionResult
 from .timing import StageProgressFn, StageTimer
 from .views.base import ViewGenerator
 from .views.plan import PlanResult, run_one2345_plan
@@ -206,7 +206,7 @@ def apply_metric(result: ReconstructionResult, inputs: ReconstructionInputs, pre
 
 def _make_generator(cfg: C.PipelineConfig) -> ViewGenerator:
     if cfg.views == "zero123":
-        from .views.zero123_generator import Zero123Generator
+        from .views.zero123.generator import Zero123Generator
 
         return Zero123Generator.from_config(cfg.zero123)
     if cfg.views == "oracle":

@@ -18,8 +18,8 @@ import numpy as np
 from PIL import Image
 
 from .config import PreprocessConfig
-from .io import InputError
-from .thresholds import MASK_BINARY_TOLERANCE
+from .types import InputError
+from .types import MASK_BINARY_TOLERANCE
 
 MIN_MASK_PIXELS = 16
 """Fewer object pixels than this cannot be reconstructed meaningfully."""

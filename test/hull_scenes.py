@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import trimesh
 
-from one2345_ros import cameras as cam
-from one2345_ros.io import ViewSet
+from one2345_ros.geometry import cameras as cam
+from one2345_ros.types import ViewSet
 
 
 def stage2_cameras(input_polar_deg: float = 60.0, input_azimuth_deg: float = 0.0, size: int = 256):

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import trimesh
 
-from one2345_ros.result import ReconstructionResult
+from one2345_ros.results.result import ReconstructionResult
 from one2345_ros.ros.factory import RosbagsFactory
 from one2345_ros.ros.images import image_message
 from one2345_ros.ros.interfaces import make_typestore

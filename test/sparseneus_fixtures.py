@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from one2345_ros import cameras as cam
-from one2345_ros.io import ViewSet
+from one2345_ros.geometry import cameras as cam
+from one2345_ros.types import ViewSet
 from one2345_ros.recon.sparseneus.network import ONE2345_ARCH, SparseNeuSArch
 
 TINY_ARCH = SparseNeuSArch(

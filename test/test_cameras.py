@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from one2345_ros import cameras as cam
+from one2345_ros.geometry import cameras as cam
 from pathlib import Path
 
 RNG = np.random.default_rng(0)

@@ -5,9 +5,11 @@ import json
 import numpy as np
 import pytest
 
-from one2345_ros import cameras as cam
+from one2345_ros.geometry import cameras as cam
 from one2345_ros import config as C
-from one2345_ros import io
+from one2345_ros.results.atomic import atomic_path, safe_child, write_image_atomic, write_json_atomic
+from one2345_ros.types import InputError, ViewSet
+from one2345_ros.views.folder import read_views_folder, write_views_folder
 
 
 def test_yaml_plain_and_ros_forms(tmp_path):
@@ -51,9 +53,9 @@ def test_flatten_unflatten_round_trip():
 
 def test_atomic_write_keeps_old_file_on_failure(tmp_path):
     target = tmp_path / "result.json"
-    io.write_json_atomic(target, {"a": 1})
+    write_json_atomic(target, {"a": 1})
     with pytest.raises(RuntimeError):
-        with io.atomic_path(target) as tmp:
+        with atomic_path(target) as tmp:
             tmp.write_text("half")
             raise RuntimeError("boom")
     assert json.loads(target.read_text()) == {"a": 1}
@@ -61,17 +63,17 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path):
 
 
 def test_safe_child_refuses_escapes(tmp_path):
-    assert io.safe_child(tmp_path, "a/b.glb") == (tmp_path / "a/b.glb").resolve()
+    assert safe_child(tmp_path, "a/b.glb") == (tmp_path / "a/b.glb").resolve()
     for bad in ("../x.glb", "/etc/passwd", "a/../../x", ""):
-        with pytest.raises(io.InputError):
-            io.safe_child(tmp_path, bad)
+        with pytest.raises(InputError):
+            safe_child(tmp_path, bad)
 
 
 def make_views(n=4, masks=True):
     rng = np.random.default_rng(0)
     plan = cam.stage2_views(cam.one2345_plan(70.0))[:n]
     images = rng.integers(0, 256, size=(n, 32, 32, 3), dtype=np.uint8)
-    return io.ViewSet(
+    return ViewSet(
         images=images,
         K=np.broadcast_to(cam.view_intrinsics(32), (n, 3, 3)).copy(),
         c2w=np.stack([v.c2w() for v in plan]),
@@ -84,8 +86,8 @@ def make_views(n=4, masks=True):
 
 def test_views_folder_round_trip(tmp_path):
     views = make_views()
-    io.write_views_folder(tmp_path / "v", views)
-    back = io.read_views_folder(tmp_path / "v")
+    write_views_folder(tmp_path / "v", views)
+    back = read_views_folder(tmp_path / "v")
     np.testing.assert_array_equal(back.images, views.images)
     np.testing.assert_array_equal(back.masks, views.masks)
     np.testing.assert_allclose(back.c2w, views.c2w, atol=0)
@@ -95,18 +97,18 @@ def test_views_folder_round_trip(tmp_path):
 
 def test_views_folder_errors(tmp_path):
     views = make_views(masks=False)
-    folder = io.write_views_folder(tmp_path / "v", views)
+    folder = write_views_folder(tmp_path / "v", views)
     doc = json.loads((folder / "views.json").read_text())
     doc["images"][0]["c2w"] = [[1, 0, 0], [0, 1, 0]]
     (folder / "views.json").write_text(json.dumps(doc))
-    with pytest.raises(io.InputError, match=r"images\[0\].c2w: expected a finite 4x4"):
-        io.read_views_folder(folder)
+    with pytest.raises(InputError, match=r"images\[0\].c2w: expected a finite 4x4"):
+        read_views_folder(folder)
     doc["images"][0]["file"] = "../outside.png"
     (folder / "views.json").write_text(json.dumps(doc))
-    with pytest.raises(io.InputError, match="escapes"):
-        io.read_views_folder(folder)
-    with pytest.raises(io.InputError, match="no views.json"):
-        io.read_views_folder(tmp_path)
+    with pytest.raises(InputError, match="escapes"):
+        read_views_folder(folder)
+    with pytest.raises(InputError, match="no views.json"):
+        read_views_folder(tmp_path)
 
 
 def test_one2345_output_folder(tmp_path):
@@ -116,12 +118,12 @@ def test_one2345_output_folder(tmp_path):
     c2ws = {}
     for v in plan:
         sub = "stage2_8" if v.stage == 2 else "stage1_8"
-        io.write_image_atomic(tmp_path / sub / f"{v.name}.png", np.full((8, 8, 3), 255, np.uint8))
+        write_image_atomic(tmp_path / sub / f"{v.name}.png", np.full((8, 8, 3), 255, np.uint8))
         c2ws[f"{v.name}.png"] = cam.opencv_to_opengl(v.c2w()).tolist()
-    io.write_json_atomic(
+    write_json_atomic(
         tmp_path / "pose.json", {"intrinsics": cam.view_intrinsics().tolist(), "near_far": [0.5, 1.8], "c2ws": c2ws}
     )
-    views = io.read_views_folder(tmp_path)
+    views = read_views_folder(tmp_path)
     assert len(views.names) == 32 and views.names[:5] == ["0_0", "0_1", "0_2", "0_3", "1_0"]
     np.testing.assert_allclose(views.c2w[0], plan[8].c2w(), atol=1e-12)
     np.testing.assert_allclose(views.frame_c2w(), plan[0].c2w(), atol=1e-12)

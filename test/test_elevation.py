@@ -6,19 +6,19 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from one2345_ros import cameras as cam
+from one2345_ros.geometry import cameras as cam
 from one2345_ros.config import ElevationConfig
-from one2345_ros.elevation import estimate_elevation, search_polar
-from one2345_ros.elevation_geometry import (
+from one2345_ros.elevation.estimate import estimate_elevation, search_polar
+from one2345_ros.elevation.geometry import (
     CAP_ERROR_PX,
     build_observations,
     hypothesis_c2w,
     refine_with_view_poses,
     reprojection_errors,
 )
-from one2345_ros.elevation_choice import choose_elevation, elevation_from_gravity
-from one2345_ros.elevation_match import PairMatches, match_views
-from one2345_ros.io import InputError
+from one2345_ros.elevation.choice import choose_elevation, elevation_from_gravity
+from one2345_ros.elevation.match import PairMatches, match_views
+from one2345_ros.types import InputError
 
 K256 = cam.view_intrinsics(256)
 ORACLE_CASES = [("mug", 20.0, 35.0), ("mallet", -10.0, 150.0), ("house", 45.0, -60.0)]
@@ -39,8 +39,8 @@ def _elevation_views(oracle):
 
 @pytest.fixture(scope="module")
 def oracle_views():
-    from one2345_ros.assets import load_object
-    from one2345_ros.views.oracle import OracleGenerator
+    from one2345_ros.synthetic.assets import load_object
+    from one2345_ros.synthetic.oracle import OracleGenerator
 
     out = {}
     for name, elevation, azimuth in ORACLE_CASES:
@@ -219,7 +219,7 @@ def test_loftr_checkpoint_round_trip(tmp_path):
     torch = pytest.importorskip("torch")
     from kornia.feature import LoFTR
 
-    from one2345_ros.elevation_match import load_loftr
+    from one2345_ros.elevation.match import load_loftr
 
     torch.manual_seed(0)
     reference = LoFTR(pretrained=None)
@@ -239,8 +239,8 @@ def test_loftr_checkpoint_round_trip(tmp_path):
 
 @pytest.mark.parametrize("name, elevation, azimuth, seed", [("mallet", 37.0, 20.0, 3), ("mug", -8.0, -120.0, 4)])
 def test_gravity_elevation_equals_rendered_truth_off_centre(name, elevation, azimuth, seed):
-    from one2345_ros.assets import load_object
-    from one2345_ros.demo import render_scene
+    from one2345_ros.synthetic.assets import load_object
+    from one2345_ros.synthetic.scenes import render_scene
     from one2345_ros.preprocess import preprocess
 
     mesh = load_object(name)
@@ -296,8 +296,8 @@ def test_pipeline_estimator_wiring(oracle_views):
     beside it; an unreliable image estimate falls back with the reason recorded."""
     from types import SimpleNamespace
 
-    from one2345_ros.elevation_choice import ElevationDecision, decide_elevation
-    from one2345_ros.result import ReconstructionResult
+    from one2345_ros.elevation.choice import ElevationDecision, decide_elevation
+    from one2345_ros.results.result import ReconstructionResult
 
     truth, views = oracle_views["mallet"]
     pre = SimpleNamespace(pixel_center=np.array([128.0, 128.0]))
@@ -337,7 +337,7 @@ def _write_views(tmp_path, views):
 
 
 def test_cli_prints_json(oracle_views, tmp_path, capsys):
-    from one2345_ros.cli import main
+    from one2345_ros.cli.main import main
 
     truth, views = oracle_views["house"]
     assert main(["elevation", *_write_views(tmp_path, views), "--curve"]) == 0
@@ -349,7 +349,7 @@ def test_cli_prints_json(oracle_views, tmp_path, capsys):
 
 
 def test_cli_gravity_pose(oracle_views, tmp_path, capsys):
-    from one2345_ros.cli import main
+    from one2345_ros.cli.main import main
 
     _, views = oracle_views["house"]
     c2w = cam.spherical_to_c2w(70.0, 0.0)  # camera looking at the origin from 20 deg elevation
@@ -362,7 +362,7 @@ def test_cli_gravity_pose(oracle_views, tmp_path, capsys):
 
 
 def test_cli_unreliable_is_exit_0_unusable_is_not(tmp_path, capsys):
-    from one2345_ros.cli import main
+    from one2345_ros.cli.main import main
 
     blank = _write_views(tmp_path, np.full((4, 256, 256, 3), 255, np.uint8))
     assert main(["elevation", *blank]) == 0

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import trimesh
 
-from one2345_ros.metrics import compare_meshes, occupancy, volume_iou
+from one2345_ros.evaluation.mesh_metrics import compare_meshes, occupancy, volume_iou
 
 
 @pytest.fixture(scope="module")

@@ -5,12 +5,12 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from one2345_ros import cameras
-from one2345_ros.assets import load_object
-from one2345_ros.render import Renderer
-from one2345_ros.thresholds import WHITE_BACKGROUND_THRESHOLD
+from one2345_ros.geometry import cameras
+from one2345_ros.synthetic.assets import load_object
+from one2345_ros.geometry.render import Renderer
+from one2345_ros.types import WHITE_BACKGROUND_THRESHOLD
 from one2345_ros.views.base import ViewGenerator, ViewRequest
-from one2345_ros.views.oracle import OracleGenerator
+from one2345_ros.synthetic.oracle import OracleGenerator
 
 WHITE = np.full((256, 256, 3), 255, dtype=np.uint8)
 TRUE_ELEVATION, TRUE_AZIMUTH, DISTANCE = 23.0, 131.0, 2.4

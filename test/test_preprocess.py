@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from one2345_ros import cameras as cam
+from one2345_ros.geometry import cameras as cam
 from one2345_ros.config import PreprocessConfig
-from one2345_ros.io import InputError
+from one2345_ros.types import InputError
 from one2345_ros.preprocess import CropTransform, binarize_mask, preprocess
 
 

@@ -10,14 +10,14 @@ from rosbags.highlevel import AnyReader
 from rosbags.rosbag2 import StoragePlugin, Writer
 from ros_helpers import TYPESTORE, camera_info_msg, image_msg
 
-from one2345_ros import cameras as cam
-from one2345_ros.assets import load_object
+from one2345_ros.geometry import cameras as cam
+from one2345_ros.synthetic.assets import load_object
 from one2345_ros.config import PipelineConfig
 from one2345_ros.pipeline import Pipeline, ReconstructionInputs
-from one2345_ros.render import Renderer
+from one2345_ros.geometry.render import Renderer
 from one2345_ros.ros.bag import add_bag_parser, bag_main
 from one2345_ros.ros.interfaces import make_typestore
-from one2345_ros.views.oracle import OracleGenerator
+from one2345_ros.synthetic.oracle import OracleGenerator
 
 SEC = 1_000_000_000
 K = cam.intrinsics(600.0, 600.0, 319.5, 239.5)
@@ -63,7 +63,7 @@ def test_bag_with_the_real_pipeline_gives_a_metric_mesh_in_the_camera_frame(tmp_
     vertices = np.array([(p.x, p.y, p.z) for p in obj.mesh.vertices])
     np.testing.assert_allclose(vertices, result.mesh.vertices, atol=1e-9)
     # the file behind mesh_uri follows the project's one mesh convention (GLB y-up)
-    from one2345_ros.mesh import load_mesh
+    from one2345_ros.mesh.files import load_mesh
 
     from_file = load_mesh(obj.mesh_uri[len("file://") :])
     np.testing.assert_allclose(from_file.vertices, vertices, atol=1e-6)  # GLB stores float32

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from one2345_ros.io import InputError
+from one2345_ros.types import InputError
 from one2345_ros.ros.inputs import InputMessages
 from one2345_ros.ros.node_config import NodeConfig, Settings
 from one2345_ros.ros.reconstructor import Reconstructor, Request

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from one2345_ros import cameras
+from one2345_ros.geometry import cameras
 from one2345_ros.ros.transforms import transform_to_matrix
 
 from ros_helpers import F

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from one2345_ros.sampling import inside_image, sample_bilinear
+from one2345_ros.geometry.sampling import inside_image, sample_bilinear
 
 
 def test_bilinear_sampling_reproduces_a_linear_ramp():

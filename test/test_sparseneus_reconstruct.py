@@ -6,13 +6,14 @@ import torch
 import trimesh
 from sparseneus_fixtures import TINY_ARCH, make_checkpoint, render_sphere_views
 
-from one2345_ros import cameras as cam
+from one2345_ros.geometry import cameras as cam
 from one2345_ros.config import MeshConfig, PipelineConfig, SparseNeuSConfig
-from one2345_ros.io import ViewSet, write_views_folder
-from one2345_ros.cli import main as cli_main
+from one2345_ros.types import ViewSet
+from one2345_ros.views.folder import write_views_folder
+from one2345_ros.cli.main import main as cli_main
 from one2345_ros.recon import make_reconstructor
 from one2345_ros.recon.sparseneus import SparseNeuS, reconstruct_sparseneus
-from one2345_ros.recon.sparseneus_backend import SparseNeuSReconstructor
+from one2345_ros.recon.sparseneus.backend import SparseNeuSReconstructor
 from one2345_ros.recon.sparseneus.checkpoint import load_state
 from one2345_ros.recon.sparseneus.extract import marching_cubes, sdf_grid
 from one2345_ros.recon.sparseneus.frame import reconstruction_frame

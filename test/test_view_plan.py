@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from one2345_ros.cameras import one2345_plan
+from one2345_ros.geometry.cameras import one2345_plan
 from one2345_ros.views.plan import FALLBACK_POLAR_DEG, run_one2345_plan, view_seed
 
 from zero123_tiny import tiny_pipeline
@@ -64,7 +64,7 @@ def test_plan_order_ring_and_names(estimate, ring):
 
 def _names(request):
     """Plan names of a request's targets, recovered from its poses (cameras.STAGE1_OFFSETS order)."""
-    from one2345_ros.cameras import ELEVATION_VIEW_OFFSETS, STAGE1_OFFSETS
+    from one2345_ros.geometry.cameras import ELEVATION_VIEW_OFFSETS, STAGE1_OFFSETS
 
     if request.cond_pose == (0.0, 0.0) and all(t[:2] in STAGE1_OFFSETS for t in request.targets):
         return [str(STAGE1_OFFSETS.index(t[:2])) for t in request.targets]
@@ -81,7 +81,7 @@ def test_both_rings_makes_three_batches():
 
 def test_plan_with_zero123_matches_a_direct_call():
     """Batching across conditioning images and stages leaves each view as a direct call with its seed makes it."""
-    from one2345_ros.views.zero123_generator import Zero123Generator
+    from one2345_ros.views.zero123.generator import Zero123Generator
 
     gen = Zero123Generator(tiny_pipeline(seed=4), preset="fast", steps_stage1=2, steps_stage2=2, max_batch=16)
     fractions = []

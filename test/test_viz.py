@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from one2345_ros.io import read_rgb, write_image_atomic
-from one2345_ros.viz import GAP, LABEL_HEIGHT, contact_sheet
+from one2345_ros.inputs.files import read_rgb
+from one2345_ros.results.atomic import write_image_atomic
+from one2345_ros.results.contact_sheet import GAP, LABEL_HEIGHT, contact_sheet
 
 
 def tiles(n, h=24, w=32):

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from one2345_ros.views.base import ViewRequest
-from one2345_ros.views.zero123 import Zero123Pipeline, ldm_ddim_timesteps, set_scheduler_timesteps
-from one2345_ros.views.zero123_generator import Zero123DeviceError, Zero123Generator, resolve_device
-from one2345_ros.views.zero123_loading import zero123_ddim_scheduler
+from one2345_ros.views.zero123.pipeline import Zero123Pipeline, ldm_ddim_timesteps, set_scheduler_timesteps
+from one2345_ros.views.zero123.generator import Zero123DeviceError, Zero123Generator, resolve_device
+from one2345_ros.views.zero123.weights import zero123_ddim_scheduler
 
 from zero123_tiny import tiny_components, tiny_pipeline
 

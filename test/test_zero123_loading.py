@@ -11,8 +11,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from one2345_ros.views.zero123_convert import add_convert_zero123_parser
-from one2345_ros.views.zero123_loading import Zero123WeightsError, from_local_dir, load_zero123, resolve_zero123_source
+from one2345_ros.cli.convert import add_convert_zero123_parser
+from one2345_ros.views.zero123.loading import from_local_dir, load_zero123, resolve_zero123_source
+from one2345_ros.views.zero123.weights import Zero123WeightsError
 
 from ldm_format import ldm_checkpoint, tiny_ldm_yaml
 from zero123_tiny import tiny_components, tiny_pipeline

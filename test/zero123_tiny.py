@@ -11,8 +11,8 @@ import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
-from one2345_ros.views.zero123 import CCProjection, Zero123Pipeline
-from one2345_ros.views.zero123_loading import zero123_ddim_scheduler
+from one2345_ros.views.zero123.pipeline import CCProjection, Zero123Pipeline
+from one2345_ros.views.zero123.weights import zero123_ddim_scheduler
 
 CROSS_DIM = 32
 

@@ -43,7 +43,7 @@ def make_reconstructor(cfg: PipelineConfig):
     if backend == "hull":
         return HullReconstructor(cfg.hull, cfg.mesh)
     if backend == "sparseneus":
-        from .sparseneus_backend import SparseNeuSReconstructor
+        from .sparseneus.backend import SparseNeuSReconstructor
 
         return SparseNeuSReconstructor(cfg.sparseneus, cfg.mesh, sparseneus_checkpoint(cfg))
     raise ValueError(f"unknown reconstruction backend {cfg.backend!r}: use auto, hull or sparseneus")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..config import ConfigError
-from ..io import InputError
+from ..types import InputError
 from .factory import RosbagsFactory
 from .images import BadMessage
 from .inputs import FrameSet, InputMessages, frames_from_messages

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from .factory import MessageFactory
-from ..camera_info import Calibration, undistort  # noqa: F401  (re-exported for the node and bag)
+from ..inputs.calibration import Calibration, undistort  # noqa: F401  (re-exported for the node and bag)
 
 
 class BadMessage(ValueError):

@@ -30,9 +30,9 @@ from std_msgs.msg import Float32
 from tf2_ros import StaticTransformBroadcaster
 from visualization_msgs.msg import Marker
 
-from one2345_ros.action import ReconstructObject as ReconstructObjectAction
-from one2345_ros.msg import ReconstructedObject
-from one2345_ros.srv import ReconstructObject
+from ..action import ReconstructObject as ReconstructObjectAction
+from ..msg import ReconstructedObject
+from ..srv import ReconstructObject
 
 from ..config import ConfigError
 from . import images

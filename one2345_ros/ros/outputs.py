@@ -5,8 +5,8 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-from .. import io as core_io
-from ..mesh import export_mesh
+from ..results import atomic as core_io
+from ..mesh.files import export_mesh
 
 
 def unique_stem(object_id: str, stamp_ns: int) -> str:

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ..io import InputError
+from ..types import InputError
 from .images import BadMessage
 from .inputs import FrameSet, InputMessages, LatestPair, frames_from_messages, has_calibration, has_image
 from .node_config import Settings

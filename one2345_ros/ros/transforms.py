@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from .. import cameras
+from ..geometry import cameras
 
 
 def transform_to_matrix(transform) -> np.ndarray:

@@ -25,8 +25,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..cameras import ELEVATION_VIEW_OFFSETS, STAGE1_OFFSETS, PlannedView, one2345_plan, stage1_indices
-from ..thresholds import STAGE2_INPUT_WHITE_THRESHOLD
+from ..geometry.cameras import ELEVATION_VIEW_OFFSETS, STAGE1_OFFSETS, PlannedView, one2345_plan, stage1_indices
+from ..types import STAGE2_INPUT_WHITE_THRESHOLD
 from ..timing import StageProgressFn, StageTimer
 from .base import ViewGenerator, ViewRequest
 

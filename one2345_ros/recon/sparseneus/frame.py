@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ... import cameras as cam
-from ...io import ViewSet
+from ...geometry import cameras as cam
+from ...types import ViewSet
 
 BOX_FACTOR = 1.1
 """Radius = BOX_FACTOR x half the largest side of the frusta's box (factor=1.1 in the original)."""

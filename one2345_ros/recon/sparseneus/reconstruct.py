@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from ...config import SparseNeuSConfig
-from ...io import InputError, ViewSet
+from ...types import InputError, ViewSet
 from ...timing import StageTimer
 from .checkpoint import load_sparseneus
 from .extract import marching_cubes, sdf_grid, vertex_colors

@@ -1,0 +1,88 @@
+"""Camera calibration: the pinhole K and distortion, from files or messages, and undistortion.
+
+Files the CLI reads (``--camera-info``): the ROS camera calibration YAML
+(camera_calibration_parsers: ``image_width``, ``image_height``, ``camera_matrix``,
+``distortion_model``, ``distortion_coefficients``) or JSON
+``{"width", "height", "K": 3x3, "D": [...]}``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from ..types import InputError
+
+SUPPORTED_DISTORTION = ("plumb_bob", "rational_polynomial")
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """What the pipeline needs from sensor_msgs/CameraInfo."""
+
+    K: np.ndarray  # (3, 3) float64
+    D: np.ndarray  # (n,) float64 distortion coefficients
+    model: str
+    width: int
+    height: int
+
+    @property
+    def distorted(self) -> bool:
+        return bool(np.any(self.D != 0))
+
+
+def check_K(K: np.ndarray, where: str) -> np.ndarray:
+    K = np.asarray(K, dtype=np.float64)
+    if K.shape != (3, 3) or not np.all(np.isfinite(K)) or K[0, 0] <= 0 or K[1, 1] <= 0 or K[2, 2] != 1.0:
+        raise InputError(f"{where}: K is not a pinhole matrix (3x3, fx, fy > 0, K[2][2] = 1)")
+    return K
+
+
+def read_camera_info(path: str | Path) -> Calibration:
+    """Calibration from a ROS calibration YAML or a JSON file (see module docstring)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"camera info file not found: {path}")
+    try:
+        doc = json.loads(path.read_text()) if path.suffix.lower() == ".json" else yaml.safe_load(path.read_text())
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise InputError(f"{path}: cannot parse camera info: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise InputError(f"{path}: camera info must be a mapping")
+    try:
+        if "camera_matrix" in doc:
+            K = np.asarray(doc["camera_matrix"]["data"], dtype=np.float64).reshape(3, 3)
+            D = np.asarray((doc.get("distortion_coefficients") or {}).get("data", []), dtype=np.float64)
+            model = doc.get("distortion_model") or "plumb_bob"
+            width, height = int(doc["image_width"]), int(doc["image_height"])
+        else:
+            K = np.asarray(doc["K"], dtype=np.float64).reshape(3, 3)
+            D = np.asarray(doc.get("D", []), dtype=np.float64).reshape(-1)
+            model = doc.get("distortion_model", "plumb_bob")
+            width, height = int(doc["width"]), int(doc["height"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"{path}: camera info lacks or misformats {exc}: need width, height, K (and D)") from exc
+    if np.any(D) and model not in SUPPORTED_DISTORTION:
+        raise InputError(f"{path}: distortion model {model!r} not supported; rectify the image first")
+    return Calibration(K=check_K(K, str(path)), D=D, model=model, width=width, height=height)
+
+
+def undistort(calib: Calibration, image: np.ndarray, mask: np.ndarray, depth: np.ndarray | None):
+    """Undo lens distortion keeping K (DESIGN: distortion is undone before preprocessing).
+
+    Colour is interpolated bilinearly; mask and depth by nearest neighbour so that labels
+    and depth edges are not blended.
+    """
+    import cv2
+
+    h, w = mask.shape
+    map_x, map_y = cv2.initUndistortRectifyMap(calib.K, calib.D, None, calib.K, (w, h), cv2.CV_32FC1)
+    image = cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=(255, 255, 255))
+    mask = cv2.remap(mask, map_x, map_y, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    if depth is not None:
+        depth = cv2.remap(depth, map_x, map_y, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=np.nan)
+    return image, mask, depth
