@@ -97,7 +97,7 @@ def perturb_image(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def make_cases(n_objects: int, n_elevations: int, seed: int):
     """Yield (name, true elevation, clean views, perturbed views)."""
     from one2345_ros.synthetic.assets import list_objects, load_object, make_random_object
-    from one2345_ros.synthetic.oracle import OracleGenerator
+    from one2345_ros.views.oracle import OracleGenerator
 
     rng = np.random.default_rng(seed)
     bundled = list_objects()

@@ -21,12 +21,12 @@ import numpy as np
 
 from one2345_ros.geometry import cameras as cam
 from one2345_ros.synthetic.assets import list_objects, load_object, make_random_object
-from one2345_ros.config import PipelineConfig
+from one2345_ros.config import Config
 from one2345_ros.results.atomic import write_json_atomic
 from one2345_ros.evaluation.mesh_metrics import compare_meshes
 from one2345_ros.pipeline import Pipeline, ReconstructionInputs
 from one2345_ros.geometry.render import Renderer
-from one2345_ros.synthetic.oracle import OracleGenerator
+from one2345_ros.views.oracle import OracleGenerator
 
 K = cam.intrinsics(600.0, 600.0, 319.5, 239.5)
 WIDTH, HEIGHT = 640, 480
@@ -67,7 +67,7 @@ def run(n_scenes: int, seed: int, gravity: bool) -> dict:
     for k in range(n_scenes):
         mesh, c2w, render, size, distance, elevation = make_scene(k, rng)
         oracle = OracleGenerator(mesh, c2w)
-        cfg = PipelineConfig(views="oracle", backend="hull", seed=seed)
+        cfg = Config(views="oracle", backend="hull", seed=seed)
         inputs = ReconstructionInputs(
             image=render.rgb,
             mask=render.mask,

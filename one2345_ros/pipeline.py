@@ -1,9 +1,15 @@
-"""The whole image-to-mesh pipeline, ROS-free.
+"""The whole image-to-mesh pipeline, ROS-free: orchestration only, in numbered steps.
 
-image + mask (+ depth, K, gravity pose)
-  -> preprocess -> plan views (generator) with the elevation estimate
-  -> reconstruct (SparseNeuS or visual hull) -> mesh -> canonical / camera frame
-  -> ReconstructionResult with per-stage timings.
+    inputs (prepared once: inputs/prepare.py)
+      1. preprocess       crop to the mask, 256x256 on white, the crop as a virtual camera
+      2. gravity          the elevation from a gravity-aligned camera pose, when there is one
+      3. first views      stage-1 views 0-3 and their neighbours (views/plan.py)
+      4. elevation        the image estimate from the four views 0_0..0_3, then the one choice
+      5. remaining views  the ring the elevation picks, its neighbours; every view posed once
+      6. reconstruct      hull or SparseNeuS -> a signed field (recon/)
+      7. mesh             the one mesh stage for every backend (mesh/)
+      8. scale            canonical frame -> the camera's optical frame in metres (scale.py)
+      9. result           built once, here
 """
 
 from __future__ import annotations
@@ -13,73 +19,60 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .geometry import cameras as cam
 from . import config as C
-from .elevation.choice import ElevationDecision, decide_elevation
-from .types import InputError, ViewSet
-from .scale import fit_metric
+from .elevation.choice import choose_elevation, elevation_from_gravity
+from .geometry import cameras as cam
+from .mesh import make_mesh
 from .preprocess import preprocess
-from .results.result import CANONICAL_FRAME_ID, ReconstructionResult
+from .results.result import ReconstructionResult
+from .scale import fit_metric
 from .timing import StageProgressFn, StageTimer
+from .types import CANONICAL_FRAME_ID, Cancelled, InputError, ReconstructionInputs
 from .views.base import ViewGenerator
-from .views.plan import PlanResult, run_one2345_plan
+from .views.plan import ViewPlan
 
-
-class Cancelled(Exception):
-    """The caller's cancel event was set; raised between stages."""
+PROGRESS = {"preprocess": 0.0, "first views": 0.02, "elevation": 0.35, "remaining views": 0.37, "reconstruct": 0.7,
+            "mesh": 0.85, "scale": 0.95, "done": 1.0}  # fmt: skip
+"""Fraction of the whole request done when each stage starts (the views report within their span)."""
 
 
 @dataclass
-class ReconstructionInputs:
-    """One reconstruction request.
+class _Scale:
+    """What step 8 decided: the frame the mesh ends up in."""
 
-    image: uint8 [H, W, 3] RGB. mask: [H, W] bool/uint8/float (see preprocess).
-    depth: float32 [H, W] metres (0 or NaN = no reading), optional.
-    K: 3x3 intrinsics of ``image`` with distortion already undone, optional.
-    gravity_c2w: 4x4 OpenCV c2w of the camera in a gravity-aligned frame (z up), optional.
-    """
-
-    image: np.ndarray
-    mask: np.ndarray
-    depth: np.ndarray | None = None
-    K: np.ndarray | None = None
-    frame_id: str = ""
-    gravity_c2w: np.ndarray | None = None
-    object_id: str = "object"
-
-
-def stage2_viewset(views: PlanResult, input_azimuth_deg: float) -> ViewSet:
-    """The 32 stage-2 views as posed images in the Zero123 world (input at ``input_azimuth_deg``)."""
-    planned, images = views.stage2()
-    c2w = np.stack([cam.spherical_to_c2w(v.polar_deg, v.azimuth_deg + input_azimuth_deg) for v in planned])
-    K = np.broadcast_to(cam.view_intrinsics(images.shape[1]), (len(planned), 3, 3)).copy()
-    return ViewSet(
-        images=images,
-        K=K,
-        c2w=c2w,
-        names=[v.name for v in planned],
-        near_far=cam.ONE2345_NEAR_FAR,
-        reference_c2w=cam.spherical_to_c2w(views.polar_deg, input_azimuth_deg),
-    )
+    frame: str = "canonical"
+    frame_id: str = CANONICAL_FRAME_ID
+    units: str = "canonical"
+    source: str = "none"
+    canonical_to_frame: np.ndarray | None = None
+    diagnostics: dict | None = None
 
 
 class Pipeline:
-    """Owns the models; ``reconstruct`` runs one request. Not thread-safe: one caller at a time."""
+    """Owns the models; ``reconstruct`` runs one request. Not thread-safe: one caller at a time.
 
-    def __init__(self, cfg: C.PipelineConfig | None = None, generator: ViewGenerator | None = None):
-        self.cfg = cfg or C.PipelineConfig()
+    Args:
+        cfg: the configuration (validated here too, so values set in code are checked).
+        generator: a view generator to use instead of the configured one (tests, benchmarks).
+        reconstructor: a reconstruction backend to use instead of the configured one.
+    """
+
+    def __init__(self, cfg: C.Config | None = None, generator: ViewGenerator | None = None, reconstructor=None):
+        self.cfg = C.resolve_environment(cfg or C.Config())
+        C.validate(self.cfg)
         self.generator = generator
-        self.reconstructor = None
+        self.reconstructor = reconstructor
 
     # -------------------------------------------------------------- model life cycle
 
     def load(self) -> None:
         """Load the configured models (view generator, SparseNeuS); idempotent."""
         if self.generator is None:
-            self.generator = _make_generator(self.cfg)
+            self.generator = make_generator(self.cfg)
         if self.reconstructor is None:
             from .recon import make_reconstructor
 
+            C.require_models(self.cfg, views=False)
             self.reconstructor = make_reconstructor(self.cfg)
 
     def unload(self) -> None:
@@ -102,7 +95,7 @@ class Pipeline:
         progress: StageProgressFn | None = None,
         cancel: threading.Event | None = None,
     ) -> ReconstructionResult:
-        """Run the pipeline on one request.
+        """Run the pipeline on one prepared request (inputs.prepare.prepare_inputs).
 
         Raises:
             InputError: unusable input (the message names the problem).
@@ -112,103 +105,140 @@ class Pipeline:
         cfg = self.cfg
         timer = StageTimer()
         report = progress or (lambda stage, fraction: None)
+        warnings = list(inputs.warnings)
 
-        def checkpoint(stage: str, fraction: float) -> None:
+        def stage(name: str) -> None:
             if cancel is not None and cancel.is_set():
-                raise Cancelled(f"cancelled before {stage}")
-            report(stage, fraction)
+                raise Cancelled(f"cancelled before {name}")
+            report(name, PROGRESS[name])
 
-        checkpoint("preprocess", 0.0)
+        def views_progress(name: str, fraction: float) -> None:
+            if cancel is not None and cancel.is_set():
+                raise Cancelled(f"cancelled during {name}")
+            span = PROGRESS["reconstruct"] - PROGRESS["first views"]
+            report(name, PROGRESS["first views"] + span * fraction)
+
+        # 1. Preprocess
+        stage("preprocess")
         with timer.stage("preprocess"):
             pre = preprocess(inputs.image, inputs.mask, cfg.preprocess)
-            if inputs.depth is not None and inputs.depth.shape != inputs.image.shape[:2]:
-                raise InputError(f"depth is {inputs.depth.shape[::-1]} but image is {inputs.image.shape[1::-1]}")
 
-        decision = ElevationDecision()
-        estimate = decide_elevation(cfg.elevation, inputs, pre, decision)
+        # 2. Gravity elevation (TF on a robot)
+        gravity_deg = None
+        if inputs.gravity_c2w is not None:
+            if inputs.K is None:
+                warnings.append("gravity pose ignored: it needs the camera intrinsics (camera_info)")
+            else:
+                gravity_deg = elevation_from_gravity(inputs.gravity_c2w, inputs.K, pre.pixel_center)
+        if cfg.elevation.source == "gravity" and gravity_deg is None:
+            raise InputError("elevation.source is 'gravity' but the request has no usable gravity-aligned camera pose "
+                             "(TF and camera_info)")  # fmt: skip
+        prior = None if gravity_deg is None else float(cam.polar_from_elevation(gravity_deg))
 
-        def plan_progress(stage: str, fraction: float) -> None:
-            checkpoint(stage, 0.05 + 0.6 * fraction)
+        # 3. First views
+        stage("first views")
+        plan = ViewPlan(self.generator, [pre.image], cfg.seed, cfg.zero123.both_rings, views_progress, timer)
+        (elevation_views,) = plan.first_views([prior])
 
-        views = run_one2345_plan(
-            self.generator,
-            pre.image,
-            estimate,
-            seed=cfg.seed,
-            input_polar_prior_deg=decision.polar_hint_deg,
-            both_rings=cfg.zero123.both_rings,
-            progress=plan_progress,
-        )
-        for stage, seconds in views.timings.items():
-            timer.timings[stage] = timer.timings.get(stage, 0.0) + seconds
+        # 4. Elevation: the image estimate, then the one choice of source and fallback
+        stage("elevation")
+        with timer.stage("elevation"):
+            estimate = None
+            if cfg.elevation.source != "gravity":
+                from .elevation.estimate import estimate_elevation
 
-        checkpoint("reconstruct", 0.7)
-        viewset = stage2_viewset(views, cfg.input_azimuth_deg)
+                estimate = estimate_elevation(elevation_views, cfg.elevation)
+            decision = choose_elevation(cfg.elevation, estimate, gravity_deg)
+        polar = float(cam.polar_from_elevation(decision.chosen_deg))
+
+        # 5. Remaining views, every view posed once
+        stage("remaining views")
+        (planned,) = plan.complete([polar])
+
+        # 6. Reconstruct
+        stage("reconstruct")
         with timer.stage("reconstruct"):
-            mesh = self.reconstructor.reconstruct(viewset)
-        # Undo the internal azimuth: the canonical frame has the input view at azimuth 0.
-        to_canonical = np.eye(4)
-        to_canonical[:3, :3] = cam.rotation_z(-cfg.input_azimuth_deg)
-        mesh.apply_transform(to_canonical)
+            surface = self.reconstructor.reconstruct(planned.sources())
+        for name, seconds in surface.timings.items():
+            timer.timings[f"reconstruct.{name}"] = seconds
 
-        names, images = views.ordered()
-        result = ReconstructionResult(
+        # 7. Mesh
+        stage("mesh")
+        mesh_timer = StageTimer()
+        with timer.stage("mesh"):
+            mesh = make_mesh(surface, planned.sources(), cfg.mesh, mesh_timer)
+        timer.timings.update({f"mesh.{k}": v for k, v in mesh_timer.timings.items()})
+
+        # 8. Scale: canonical -> camera frame in metres when a scale source exists
+        stage("scale")
+        with timer.stage("scale"):
+            scaled = _scale(mesh, polar, inputs, pre, cfg.metric, warnings)
+        if scaled.canonical_to_frame is not None:
+            mesh.apply_transform(scaled.canonical_to_frame)
+
+        # 9. Result
+        report("done", PROGRESS["done"])
+        diagnostics = {"zero123_input_polar_deg": planned.conditioning_polar_deg, **(scaled.diagnostics or {})}
+        if decision.disagreement_deg is not None:
+            diagnostics["elevation_disagreement_deg"] = decision.disagreement_deg
+        if estimate is not None:
+            diagnostics["elevation_estimate"] = estimate.to_dict()
+        describe = getattr(self.generator, "describe", None)
+        if callable(describe):
+            diagnostics["generator"] = describe()
+        return ReconstructionResult(
             ok=True,
+            object_id=inputs.object_id,
+            stamp_ns=inputs.stamp_ns,
             mesh=mesh,
-            frame="canonical",
-            frame_id=CANONICAL_FRAME_ID,
-            units="canonical",
-            scale_source="none",
-            elevation_deg=float(cam.elevation_from_polar(views.polar_deg)),
-            polar_deg=views.polar_deg,
-            views=getattr(self.generator, "name", "unknown"),
+            frame=scaled.frame,
+            frame_id=scaled.frame_id,
+            units=scaled.units,
+            scale_source=scaled.source,
+            canonical_to_frame=scaled.canonical_to_frame if scaled.canonical_to_frame is not None else np.eye(4),
+            elevation_deg=float(decision.chosen_deg),
+            polar_deg=polar,
+            elevation_source=decision.source,
+            elevation_image_deg=decision.image_deg,
+            elevation_gravity_deg=decision.gravity_deg,
+            confidence=float(decision.confidence),
+            elevation_reason=decision.image_reason,
+            view_source=getattr(self.generator, "name", "unknown"),
             backend=self.reconstructor.name,
-            view_images=images,
-            view_names=names,
+            views=planned,
+            input_image=inputs.image,
+            input_mask=inputs.mask,
+            warnings=warnings,
+            timings=dict(timer.timings),
             config=C.to_dict(cfg),
+            diagnostics=diagnostics,
         )
-        decision.fill(result)
-        result.zero123_input_polar_deg = views.conditioning_polar_deg
-        checkpoint("metric", 0.95)
-        with timer.stage("metric"):
-            apply_metric(result, inputs, pre, cfg.metric)
-        result.timings = dict(timer.timings)
-        report("done", 1.0)
-        return result
 
 
-def apply_metric(result: ReconstructionResult, inputs: ReconstructionInputs, pre, cfg: C.MetricConfig) -> None:
-    """Move the mesh into the camera's optical frame in metres when a scale source exists.
-
-    Needs the intrinsics (camera_info) and one of: depth, object_distance_m,
-    object_size_m. Otherwise the mesh stays canonical and result.json says why.
-    """
+def _scale(mesh, polar_deg: float, inputs: ReconstructionInputs, pre, cfg: C.MetricConfig, warnings: list[str]) -> _Scale:
+    """Step 8: needs the intrinsics (camera_info) and one of depth, object_distance_m, object_size_m."""
     has_scale = inputs.depth is not None or cfg.object_distance_m > 0 or cfg.object_size_m > 0
     if inputs.K is None:
         if has_scale:
-            result.extra["metric_note"] = "no camera_info: the mesh stays in the canonical frame"
-        return
-    fit = fit_metric(result.mesh, result.polar_deg, inputs.K, pre.crop, pre.source_mask, inputs.depth, cfg)
+            warnings.append("no camera_info: the mesh stays in the canonical frame, without metric scale")
+        return _Scale()
+    fit = fit_metric(mesh, polar_deg, inputs.K, pre.crop, pre.source_mask, inputs.depth, cfg)
     if fit is None:
-        result.extra["metric_note"] = "no scale source (depth, object_distance_m, object_size_m)"
-        return
-    result.mesh.apply_transform(fit.canonical_to_camera)
-    result.frame = "camera_optical"
-    result.frame_id = inputs.frame_id or "camera_optical_frame"
-    result.units = "m"
-    result.scale_source = fit.source
-    result.canonical_to_frame = fit.canonical_to_camera
-    result.extra["object_distance_m"] = fit.distance_m
+        return _Scale(diagnostics={"metric_note": "no scale source (depth, metric.object_distance_m, metric.object_size_m)"})
+    diagnostics = {"object_distance_m": fit.distance_m}
     if fit.depth_residual_m is not None:
-        result.extra["depth_fit_residual_m"] = fit.depth_residual_m
-        result.extra["depth_fit_pixels"] = fit.depth_pixels
+        diagnostics.update(depth_fit_residual_m=fit.depth_residual_m, depth_fit_pixels=fit.depth_pixels)
+    return _Scale("camera_optical", inputs.frame_id or "camera_optical_frame", "m", fit.source, fit.canonical_to_camera,
+                  diagnostics)  # fmt: skip
 
 
-def _make_generator(cfg: C.PipelineConfig) -> ViewGenerator:
+def make_generator(cfg: C.Config) -> ViewGenerator:
+    """The configured view generator: Zero123 from its weights, or the oracle from its mesh and camera pose."""
+    C.require_models(cfg, backend=False)
     if cfg.views == "zero123":
         from .views.zero123.generator import Zero123Generator
 
         return Zero123Generator.from_config(cfg.zero123)
-    if cfg.views == "oracle":
-        raise InputError("views 'oracle' needs a generator built from a known mesh (--views oracle:MESH)")
-    raise InputError(f"unknown views source {cfg.views!r}: use 'zero123' or 'oracle'")
+    from .views.oracle import oracle_from_config
+
+    return oracle_from_config(cfg.oracle, cfg.preprocess.fill_ratio)

@@ -19,11 +19,6 @@ from PIL import Image
 
 from .config import PreprocessConfig
 from .types import InputError
-from .types import MASK_BINARY_TOLERANCE
-
-MIN_MASK_PIXELS = 16
-"""Fewer object pixels than this cannot be reconstructed meaningfully."""
-
 
 @dataclass(frozen=True)
 class CropTransform:
@@ -72,8 +67,6 @@ class Preprocessed:
     crop: CropTransform
     bbox: tuple[int, int, int, int]
     """Mask bounding box in the original image: x_min, y_min, x_max, y_max (inclusive)."""
-    touches_border: bool
-    """The object touches the image border, so it is probably cut off."""
     source_mask: np.ndarray
     """bool [H, W] validated object mask in the original image."""
 
@@ -84,86 +77,22 @@ class Preprocessed:
         return np.array([(x0 + x1) / 2.0, (y0 + y1) / 2.0])
 
 
-def validate_image(image: np.ndarray) -> np.ndarray:
-    """Check an RGB image: uint8 [H, W, 3]."""
-    if not isinstance(image, np.ndarray):
-        raise InputError(f"image must be a numpy array, got {type(image).__name__}")
-    if image.dtype != np.uint8:
-        raise InputError(f"image must be uint8 RGB, got dtype {image.dtype}")
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise InputError(f"image must have shape [H, W, 3] (RGB), got {image.shape}")
-    if image.shape[0] < 2 or image.shape[1] < 2:
-        raise InputError(f"image is too small: {image.shape[1]}x{image.shape[0]}")
-    return image
-
-
-def binarize_mask(mask: np.ndarray, threshold: int = 127) -> np.ndarray:
-    """Validate a segmentation mask and return it as bool [H, W].
-
-    Accepted: bool; uint8 with values 0/255 (object = value > ``threshold``) or 0/1;
-    float in [0, 1] (object = value > 0.5). A mask is binary if at most
-    :data:`MASK_BINARY_TOLERANCE` of its pixels lie strictly between its two levels
-    (anti-aliased edges); anything else is most likely a probability map or a label
-    image and is rejected rather than guessed at.
-    """
-    if not isinstance(mask, np.ndarray):
-        raise InputError(f"mask must be a numpy array, got {type(mask).__name__}")
-    if mask.ndim == 3 and mask.shape[2] == 1:
-        mask = mask[..., 0]
-    if mask.ndim != 2:
-        raise InputError(f"mask must be single-channel [H, W], got shape {mask.shape}")
-    if mask.dtype == bool:
-        return mask
-    if mask.dtype == np.uint8:
-        high = 1 if mask.max() <= 1 else 255
-        cut = 0.5 if high == 1 else threshold
-        between = np.count_nonzero((mask > 0) & (mask < high))
-    elif mask.dtype in (np.float32, np.float64):
-        if not np.all(np.isfinite(mask)) or mask.min() < 0.0 or mask.max() > 1.0:
-            raise InputError("float mask must have values in [0, 1]")
-        cut = 0.5
-        between = np.count_nonzero((mask > 0.0) & (mask < 1.0))
-    else:
-        raise InputError(f"mask dtype {mask.dtype} not supported: use bool, uint8 (0/255) or float in [0, 1]")
-    fraction = between / mask.size
-    if fraction > MASK_BINARY_TOLERANCE:
-        raise InputError(
-            f"mask is not binary: {100 * fraction:.1f} % of pixels are between its levels "
-            f"(at most {100 * MASK_BINARY_TOLERANCE:.0f} % allowed); threshold it first "
-            f"(uint8 values > {threshold} are the object)"
-        )
-    return mask > cut
-
-
 def preprocess(image: np.ndarray, mask: np.ndarray, cfg: PreprocessConfig | None = None) -> Preprocessed:
     """Crop, recentre and resize an object for Zero123 (One-2-3-45's rule).
 
     Args:
         image: uint8 [H, W, 3] RGB.
-        mask: [H, W] segmentation of the object (see :func:`binarize_mask`).
-        cfg: fill ratio, output size, mask threshold.
-
-    Raises:
-        InputError: wrong dtype or channel count, image/mask size mismatch, a
-            non-binary or empty mask.
+        mask: bool [H, W], the object (as :func:`inputs.prepare.prepare_inputs` returns it).
+        cfg: fill ratio and output size.
     """
     cfg = cfg or PreprocessConfig()
-    image = validate_image(image)
-    obj = binarize_mask(mask, cfg.mask_threshold)
-    if obj.shape != image.shape[:2]:
-        raise InputError(f"image is {image.shape[1]}x{image.shape[0]} but mask is {obj.shape[1]}x{obj.shape[0]}")
-    count = int(np.count_nonzero(obj))
-    if count == 0:
-        raise InputError("mask is empty: no object pixels")
-    if count < MIN_MASK_PIXELS:
-        raise InputError(f"mask has only {count} object pixels (at least {MIN_MASK_PIXELS} needed)")
-    if not 0.1 <= cfg.fill_ratio <= 1.0:
-        raise InputError(f"fill_ratio must be in [0.1, 1], got {cfg.fill_ratio}")
+    obj = np.asarray(mask, dtype=bool)
+    if image.shape[:2] != obj.shape or not obj.any():
+        raise InputError(f"preprocess: image {image.shape} and mask {obj.shape} do not match or the mask is empty "
+                         "(inputs go through inputs.prepare.prepare_inputs first)")  # fmt: skip
 
     ys, xs = np.nonzero(obj)
     x_min, x_max, y_min, y_max = int(xs.min()), int(xs.max()), int(ys.min()), int(ys.max())
-    h, w = obj.shape
-    touches = x_min == 0 or y_min == 0 or x_max == w - 1 or y_max == h - 1
 
     # Square around the bbox centre, in pixel-edge coordinates: the bbox spans
     # [x_min, x_max + 1) so its centre is (x_min + x_max + 1) / 2.
@@ -177,7 +106,7 @@ def preprocess(image: np.ndarray, mask: np.ndarray, cfg: PreprocessConfig | None
     out_mask = _crop_resize(obj.astype(np.uint8) * 255, crop, fill=0, resample=Image.BILINEAR) > 127
     # Lanczos rings slightly around edges; keep the background exactly white.
     out = np.where(out_mask[..., None], out, 255).astype(np.uint8)
-    return Preprocessed(out, out_mask, crop, (x_min, y_min, x_max, y_max), touches, obj)
+    return Preprocessed(out, out_mask, crop, (x_min, y_min, x_max, y_max), obj)
 
 
 def _crop_resize(array: np.ndarray, crop: CropTransform, fill: int, resample) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Canonical frame -> the input camera's optical frame, in metres.
+"""The scale stage: canonical frame -> the input camera's optical frame, in metres.
 
 The reconstruction lives in the canonical frame: the Zero123 world in which a
 virtual look-at camera (K = view_intrinsics(), radius 1.2, polar = the elevation
@@ -36,6 +36,8 @@ import numpy as np
 
 from .geometry import cameras as cam
 from .config import MetricConfig
+from .geometry.raycast import RayCaster
+from .inputs.prepare import MIN_DEPTH_PIXELS
 from .types import InputError
 
 TRIM_FRACTION = 0.2
@@ -45,8 +47,6 @@ ICP_POINTS = 3000
 """Depth points used in the scale/translation fit (a random subset of the mask)."""
 ICP_ITERATIONS = 30
 
-MIN_DEPTH_PIXELS = 50
-"""Fewer valid overlapping depth pixels than this: depth cannot give the scale."""
 
 
 @dataclass
@@ -121,8 +121,6 @@ def fit_to_depth(mesh, T_init: np.ndarray, K_real, depth: np.ndarray, mask: np.n
 
     Returns (T, median absolute residual in metres, pixels with depth).
     """
-    from .geometry.render import Renderer
-
     valid = mask & np.isfinite(depth) & (depth > 0)
     n = int(np.count_nonzero(valid))
     if n < MIN_DEPTH_PIXELS:
@@ -133,7 +131,7 @@ def fit_to_depth(mesh, T_init: np.ndarray, K_real, depth: np.ndarray, mask: np.n
     points = cam.unproject(uv, depth[v[pick], u[pick]].astype(np.float64), K_real, np.eye(4))
     rays = points / np.linalg.norm(points, axis=1, keepdims=True)
 
-    intersector = Renderer(mesh, shading=None)
+    intersector = RayCaster(mesh)
     s = float(np.cbrt(np.linalg.det(T_init[:3, :3])))
     R = T_init[:3, :3] / s
     t = T_init[:3, 3].copy()
@@ -195,23 +193,3 @@ def _median_masked(depth: np.ndarray, mask: np.ndarray) -> float:
     if len(values) < MIN_DEPTH_PIXELS:
         raise InputError(f"depth: only {len(values)} object pixels have a depth reading (need {MIN_DEPTH_PIXELS})")
     return float(np.median(values))
-
-
-def depth_to_metres(depth: np.ndarray, encoding: str, depth_scale: float = 0.0) -> np.ndarray:
-    """Depth image -> float32 metres (0 = no reading).
-
-    16UC1 is millimetres and 32FC1 metres unless ``depth_scale`` (the divisor) says otherwise.
-    """
-    if encoding in ("16UC1", "mono16"):
-        if depth.dtype != np.uint16:
-            raise InputError(f"depth encoding {encoding} needs uint16 data, got {depth.dtype}")
-        divisor = depth_scale or 1000.0
-    elif encoding == "32FC1":
-        if depth.dtype != np.float32:
-            raise InputError(f"depth encoding 32FC1 needs float32 data, got {depth.dtype}")
-        divisor = depth_scale or 1.0
-    else:
-        raise InputError(f"depth encoding {encoding!r} not supported: use 16UC1 (mm) or 32FC1 (m)")
-    out = depth.astype(np.float32) / np.float32(divisor)
-    out[~np.isfinite(out)] = 0.0
-    return out

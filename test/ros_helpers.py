@@ -14,6 +14,7 @@ import pytest
 import trimesh
 
 from one2345_ros.results.result import ReconstructionResult
+from one2345_ros.types import Cancelled
 from one2345_ros.ros.factory import RosbagsFactory
 from one2345_ros.ros.images import image_message
 from one2345_ros.ros.interfaces import make_typestore
@@ -51,17 +52,14 @@ def colored_sphere(subdivisions: int = 2) -> trimesh.Trimesh:
     return mesh
 
 
-def known_result(frame_id: str = "cam_optical", views: int = 3) -> ReconstructionResult:
+def known_result(frame_id: str = "cam_optical", object_id: str = "object", stamp_ns: int = 0) -> ReconstructionResult:
     return ReconstructionResult(
-        ok=True, mesh=colored_sphere(), frame="camera_optical", frame_id=frame_id, units="m", scale_source="depth",
-        elevation_deg=23.5, polar_deg=66.5, elevation_source="image", confidence=0.9,
+        ok=True, object_id=object_id, stamp_ns=stamp_ns, mesh=colored_sphere(), frame="camera_optical",
+        frame_id=frame_id, units="m", scale_source="depth", elevation_deg=23.5, polar_deg=66.5,
+        elevation_source="image", confidence=0.9,
         timings={"preprocess": 0.01, "views_stage1": 1.5, "elevation": 0.25, "reconstruct": 2.0},
-        view_images=np.full((views, 8, 8, 3), 200, np.uint8),
+        input_image=np.full((48, 64, 3), 200, np.uint8), input_mask=np.pad(np.ones((20, 24), bool), ((10, 18), (20, 20))),
     )  # fmt: skip
-
-
-class FakeCancelled(RuntimeError):
-    pass
 
 
 class FakePipeline:
@@ -96,7 +94,7 @@ class FakePipeline:
         self.started.set()
         for i, stage in enumerate(self.STAGES):
             if cancel is not None and cancel.is_set():
-                raise FakeCancelled(f"cancelled before {stage}")
+                raise Cancelled(f"cancelled before {stage}")
             if progress:
                 progress(stage, i / len(self.STAGES))
             if i == 0 and self.gate is not None:  # hold the worker until released or cancelled
@@ -107,7 +105,7 @@ class FakePipeline:
                     time.sleep(0.002)
         if self.error is not None:
             raise self.error
-        return known_result(inputs["frame_id"])
+        return known_result(inputs.frame_id, inputs.object_id, inputs.stamp_ns)
 
 
 def get_rosidl():

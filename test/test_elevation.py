@@ -40,7 +40,7 @@ def _elevation_views(oracle):
 @pytest.fixture(scope="module")
 def oracle_views():
     from one2345_ros.synthetic.assets import load_object
-    from one2345_ros.synthetic.oracle import OracleGenerator
+    from one2345_ros.views.oracle import OracleGenerator
 
     out = {}
     for name, elevation, azimuth in ORACLE_CASES:
@@ -290,38 +290,27 @@ def test_source_rule_reports_both_and_the_disagreement(oracle_views):
         choose_elevation(ElevationConfig(source="gravity"), est, gravity_deg=None)
 
 
-def test_pipeline_estimator_wiring(oracle_views):
-    """decide_elevation's estimator, as the plan calls it with the four views:
-    image only without gravity; gravity chosen with the image estimate reported
-    beside it; an unreliable image estimate falls back with the reason recorded."""
-    from types import SimpleNamespace
-
-    from one2345_ros.elevation.choice import ElevationDecision, decide_elevation
-    from one2345_ros.results.result import ReconstructionResult
+def test_elevation_choice_wiring(oracle_views):
+    """What the pipeline does with the four views: the image estimate, then the one choice of source:
+    image only without gravity; gravity chosen with the image estimate reported beside it; blank views
+    fall back with the reason recorded."""
+    from one2345_ros.elevation.choice import choose_elevation
+    from one2345_ros.elevation.estimate import estimate_elevation
 
     truth, views = oracle_views["mallet"]
-    pre = SimpleNamespace(pixel_center=np.array([128.0, 128.0]))
-    d = ElevationDecision()
-    polar = decide_elevation(ElevationConfig(), SimpleNamespace(gravity_c2w=None, K=None), pre, d)(views)
-    assert polar == pytest.approx(90.0 - truth, abs=TOLERANCE_DEG)
-    assert d.source == "image" and d.image_deg == pytest.approx(90.0 - polar)
-
-    gravity = SimpleNamespace(gravity_c2w=cam.spherical_to_c2w(80.0, 0.0), K=K256)
-    d = ElevationDecision()
-    polar = decide_elevation(ElevationConfig(), gravity, pre, d)(views)
-    assert polar == pytest.approx(80.0, abs=1e-9) and d.source == "gravity"
+    estimate = estimate_elevation(views, ElevationConfig())
+    d = choose_elevation(ElevationConfig(), estimate, None)
+    assert d.chosen_deg == pytest.approx(truth, abs=TOLERANCE_DEG) and d.source == "image"
+    d = choose_elevation(ElevationConfig(), estimate, 10.0)
+    assert d.chosen_deg == pytest.approx(10.0, abs=1e-9) and d.source == "gravity"
     assert d.image_deg == pytest.approx(truth, abs=TOLERANCE_DEG)
-    result = ReconstructionResult(ok=True)
-    d.fill(result)
-    assert result.extra["elevation_disagreement_deg"] == pytest.approx(abs(10.0 - d.image_deg))
-    assert len(result.extra["elevation_estimate"]["curve"]["polar_deg"]) > 13
-    json.dumps(result.extra)  # result.json must be able to hold it
-
-    d = ElevationDecision()
-    polar = decide_elevation(ElevationConfig(), SimpleNamespace(gravity_c2w=None, K=None), pre, d)(
-        np.full((4, 256, 256, 3), 255, np.uint8)
-    )
-    assert polar == ElevationConfig().fallback_polar_deg
+    assert d.disagreement_deg == pytest.approx(abs(10.0 - d.image_deg))
+    details = estimate.to_dict()
+    assert len(details["curve"]["polar_deg"]) > 13
+    json.dumps(details)  # result.json must be able to hold it
+    blank = estimate_elevation(np.full((4, 256, 256, 3), 255, np.uint8), ElevationConfig())
+    d = choose_elevation(ElevationConfig(), blank, None)
+    assert d.chosen_deg == pytest.approx(90.0 - ElevationConfig().fallback_polar_deg)
     assert "blank" in d.image_reason and "fallback" in d.image_reason and d.image_deg is None
 
 

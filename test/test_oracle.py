@@ -10,7 +10,7 @@ from one2345_ros.synthetic.assets import load_object
 from one2345_ros.geometry.render import Renderer
 from one2345_ros.types import WHITE_BACKGROUND_THRESHOLD
 from one2345_ros.views.base import ViewGenerator, ViewRequest
-from one2345_ros.synthetic.oracle import OracleGenerator
+from one2345_ros.views.oracle import OracleGenerator
 
 WHITE = np.full((256, 256, 3), 255, dtype=np.uint8)
 TRUE_ELEVATION, TRUE_AZIMUTH, DISTANCE = 23.0, 131.0, 2.4

@@ -9,7 +9,9 @@ import pytest
 from rosbags.highlevel import AnyReader
 from rosbags.rosbag2 import StoragePlugin, Writer
 
-from one2345_ros.ros.bag import add_bag_parser, bag_main
+from one2345_ros.cli.bag import add_parser as add_bag_parser
+from one2345_ros.cli.bag import run as bag_run
+from one2345_ros.cli.main import main as cli_main
 from one2345_ros.ros.interfaces import make_typestore
 
 from ros_helpers import TYPESTORE, camera_info_msg, image_msg, known_result
@@ -47,18 +49,28 @@ def write_input_bag(path: Path, storage: str):
 
 
 def _args(*argv):
-    parser = argparse.ArgumentParser()
-    add_bag_parser(parser.add_subparsers())
-    return parser.parse_args(["bag", *argv])
+    return list(argv)
 
 
 class Recorder:
     def __init__(self):
         self.frames = []
 
-    def __call__(self, frames):
-        self.frames.append(frames)
-        return known_result(frames.frame_id)
+    def __call__(self, inputs):
+        self.frames.append(inputs)
+        return known_result(inputs.frame_id, inputs.object_id, inputs.stamp_ns)
+
+
+def bag_main(args, reconstruct_fn):
+    """The command as the CLI runs it (its error handling included), with an injected reconstruction."""
+    import one2345_ros.cli.bag as command
+
+    original = command.run
+    command.run = lambda a, fn=None: original(a, reconstruct_fn)
+    try:
+        return cli_main(["bag", *args])
+    finally:
+        command.run = original
 
 
 def _read(path):
@@ -96,7 +108,8 @@ def test_first_synchronised_pair_round_trip(tmp_path, storage, capsys):
     assert topics["/one2345_reconstructor/elevation"][2].data == pytest.approx(23.5)
     assert len(topics["/one2345_reconstructor/marker"][2].points) == 3 * len(expected.mesh.faces)
     mesh_file = Path(obj.mesh_uri[len("file://") :])
-    assert mesh_file.is_file() and mesh_file.parent == out.resolve() / "meshes"
+    assert mesh_file.is_file() and mesh_file.parent.parent == out.resolve() / "meshes"
+    assert (mesh_file.parent / "result.json").is_file() and mesh_file.name == "mesh.ply"
     report = json.loads(capsys.readouterr().out.strip())
     assert report["ok"] and report["faces"] == 320 and report["mesh_uri"] == obj.mesh_uri
 
@@ -127,7 +140,7 @@ def test_pairs_at_given_stamps_and_bad_pairs_reported(tmp_path, capsys):
     np.testing.assert_array_equal(fake.frames[0].image, _rgb(2 * SEC))
     reports = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["ok"] for r in reports] == [True, False, True]
-    assert "empty mask" in reports[1]["message"]
+    assert "mask is empty" in reports[1]["message"]
     stamps = sorted(t for topic, _, t, _ in _read(tmp_path / "out") if topic.endswith("/object"))
     assert stamps == [SEC, 2 * SEC]
 
@@ -145,6 +158,15 @@ def test_errors_are_one_line_with_exit_code(tmp_path, capsys):
     code = bag_main(_args(str(tmp_path / "in"), "--image-topic", "/cam/image", "--mask-topic", "/seg/mask",
                           "--out", str(tmp_path / "o2"), "--stamps", "7.5"), reconstruct_fn=Recorder())  # fmt: skip
     assert code == 2 and "within 0.05 s of stamp 7.5" in capsys.readouterr().err
+
+
+def test_no_output_bag_when_every_set_fails(tmp_path, capsys):
+    write_input_bag(tmp_path / "in", "mcap")
+    code = bag_main(_args(str(tmp_path / "in"), "--image-topic", "/cam/image", "--mask-topic", "/seg/mask",
+                          "--out", str(tmp_path / "out"), "--stamps", "3.0"), reconstruct_fn=Recorder())  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 1 and not (tmp_path / "out").exists()
+    assert "mask is empty" in captured.out and "no image set could be reconstructed" in captured.err
 
 
 def test_header_stamp_read_from_cdr_bytes_matches_deserialization():

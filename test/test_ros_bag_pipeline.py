@@ -12,12 +12,13 @@ from ros_helpers import TYPESTORE, camera_info_msg, image_msg
 
 from one2345_ros.geometry import cameras as cam
 from one2345_ros.synthetic.assets import load_object
-from one2345_ros.config import PipelineConfig
-from one2345_ros.pipeline import Pipeline, ReconstructionInputs
+from one2345_ros.config import Config
+from one2345_ros.pipeline import Pipeline
 from one2345_ros.geometry.render import Renderer
-from one2345_ros.ros.bag import add_bag_parser, bag_main
+from one2345_ros.cli.bag import add_parser as add_bag_parser
+from one2345_ros.cli.bag import run as bag_main
 from one2345_ros.ros.interfaces import make_typestore
-from one2345_ros.synthetic.oracle import OracleGenerator
+from one2345_ros.views.oracle import OracleGenerator
 
 SEC = 1_000_000_000
 K = cam.intrinsics(600.0, 600.0, 319.5, 239.5)
@@ -41,11 +42,11 @@ def test_bag_with_the_real_pipeline_gives_a_metric_mesh_in_the_camera_frame(tmp_
         ]:
             w.write(conns[topic], SEC, TYPESTORE.serialize_cdr(msg, msg.__msgtype__))
 
-    pipeline = Pipeline(PipelineConfig(views="oracle", backend="hull"), generator=OracleGenerator(mesh, c2w))
+    pipeline = Pipeline(Config(views="oracle", backend="hull"), generator=OracleGenerator(mesh, c2w))
     results = []
 
-    def reconstruct(frames):
-        results.append(pipeline.reconstruct(ReconstructionInputs(**frames.pipeline_kwargs())))
+    def reconstruct(inputs):
+        results.append(pipeline.reconstruct(inputs))
         return results[-1]
 
     parser = argparse.ArgumentParser()
@@ -62,11 +63,17 @@ def test_bag_with_the_real_pipeline_gives_a_metric_mesh_in_the_camera_frame(tmp_
     assert obj.header.frame_id == "cam_optical" and obj.units == "m" and obj.scale_source == "depth"
     vertices = np.array([(p.x, p.y, p.z) for p in obj.mesh.vertices])
     np.testing.assert_allclose(vertices, result.mesh.vertices, atol=1e-9)
-    # the file behind mesh_uri follows the project's one mesh convention (GLB y-up)
-    from one2345_ros.mesh.files import load_mesh
+    # the file behind mesh_uri is the PLY in the camera frame, in metres, as its result.json says
+    import json
+    from pathlib import Path
 
-    from_file = load_mesh(obj.mesh_uri[len("file://") :])
-    np.testing.assert_allclose(from_file.vertices, vertices, atol=1e-6)  # GLB stores float32
+    import trimesh
+
+    path = Path(obj.mesh_uri[len("file://") :])
+    from_file = trimesh.load(path, process=False)
+    np.testing.assert_allclose(from_file.vertices, vertices, atol=1e-6)  # PLY stores float32
+    doc = json.loads((path.parent / "result.json").read_text())
+    assert (doc["files"]["mesh"]["frame"], doc["files"]["mesh"]["units"]) == ("camera_optical", "m")
     assert obj.elevation_deg == pytest.approx(35.0, abs=3.0)
     assert msgs["/one2345_reconstructor/elevation"].data == pytest.approx(obj.elevation_deg)
     truth = cam.transform_points(cam.invert_rigid(c2w), mesh.vertices)  # camera frame, metres

@@ -6,7 +6,9 @@ import pytest
 from rosbags.image import message_to_cvimage
 
 from one2345_ros.ros import images
+from one2345_ros.inputs.calibration import undistort
 from one2345_ros.ros.images import BadMessage
+from one2345_ros.types import InputError
 
 from ros_helpers import camera_info_msg, image_msg
 
@@ -33,17 +35,16 @@ def test_mono8_to_rgb_and_mask():
     np.testing.assert_array_equal(images.to_mask(msg), gray)
 
 
-def test_depth_16uc1_millimetres_and_32fc1_metres():
+def test_depth_pixels_and_encoding_as_stored():
+    """Messages give the raw pixels; metres are the input policy's (inputs.prepare.depth_to_metres)."""
     mm = np.array([[0, 1000, 1500], [65535, 250, 1]], np.uint16)
-    depth = images.to_depth_m(image_msg(mm, "16UC1"))
-    expected = mm / 1000.0
-    expected[0, 0] = np.nan  # 0 = no reading
-    np.testing.assert_allclose(depth, expected.astype(np.float32), equal_nan=True)
-    np.testing.assert_allclose(images.to_depth_m(image_msg(mm, "16UC1"), depth_scale=4000.0)[0, 1], 0.25)
+    raw, encoding = images.to_depth(image_msg(mm, "16UC1"))
+    np.testing.assert_array_equal(raw, mm)
+    assert encoding == "16UC1"
     m = np.array([[1.25, np.nan, -1.0], [np.inf, 0.5, 0.0]], np.float32)
-    got = images.to_depth_m(image_msg(m, "32FC1"))
-    np.testing.assert_array_equal(np.isnan(got), [[False, True, True], [True, False, True]])
-    assert got[0, 0] == 1.25 and got[1, 1] == 0.5
+    raw, encoding = images.to_depth(image_msg(m, "32FC1"))
+    np.testing.assert_array_equal(raw, m)
+    assert encoding == "32FC1"
     np.testing.assert_array_equal(images.image_array(image_msg(m, "32FC1")), message_to_cvimage(image_msg(m, "32FC1")))
 
 
@@ -75,7 +76,7 @@ def test_mask_and_depth_encodings_enforced():
     with pytest.raises(BadMessage, match="mask: encoding 'rgb8'"):
         images.to_mask(image_msg(RGB, "rgb8"))
     with pytest.raises(BadMessage, match="depth: encoding 'mono8'"):
-        images.to_depth_m(image_msg(RGB[..., 0], "mono8"))
+        images.to_depth(image_msg(RGB[..., 0], "mono8"))
 
 
 def test_calibration_and_undistortion_moves_points_to_the_pinhole_projection():
@@ -92,7 +93,7 @@ def test_calibration_and_undistortion_moves_points_to_the_pinhole_projection():
     image = np.zeros((60, 80, 3), np.uint8)
     image[v - 1 : v + 2, u - 1 : u + 2] = 255
     mask = (image[..., 0] > 0).astype(np.uint8) * 255
-    out_image, out_mask, _ = images.undistort(calib, image, mask, None)
+    out_image, out_mask, _ = undistort(calib, image, mask, None)
     ys, xs = np.nonzero(out_mask)
     ideal = (K @ X[0])[:2] / X[0, 2]
     assert abs(xs.mean() - ideal[0]) < 1.0 and abs(ys.mean() - ideal[1]) < 1.0
@@ -100,9 +101,9 @@ def test_calibration_and_undistortion_moves_points_to_the_pinhole_projection():
 
 
 def test_bad_calibration_rejected():
-    with pytest.raises(BadMessage, match="pinhole"):
+    with pytest.raises(InputError, match="camera_info: K is not a pinhole"):
         images.calibration(camera_info_msg([[0, 0, 1], [0, 1, 1], [0, 0, 1]], 8, 8))
     info = camera_info_msg(np.eye(3), 8, 8, D=(0.1, 0, 0, 0))
     info.distortion_model = "equidistant"
-    with pytest.raises(BadMessage, match="equidistant"):
+    with pytest.raises(InputError, match="equidistant"):
         images.calibration(info)

@@ -4,13 +4,12 @@ import numpy as np
 import pytest
 from rosbags.typesys import get_types_from_msg
 
+from one2345_ros.config import RosConfig
+from one2345_ros.mesh.clean import decimate
 from one2345_ros.ros import messages as m
-from one2345_ros.ros.display import cluster_decimate
 from one2345_ros.ros.factory import RosbagsFactory
 from one2345_ros.ros.interfaces import make_typestore
 from one2345_ros.ros.publications import build_publications
-from one2345_ros.ros.inputs import FrameSet
-from one2345_ros.ros.node_config import NodeConfig
 
 from ros_helpers import colored_sphere, known_result
 
@@ -71,28 +70,29 @@ def test_triangle_marker_repeats_vertices_and_colours_per_face(ts):
     np.testing.assert_array_equal(np.array([(c.r, c.g, c.b, c.a) for c in back.colors], np.float32), expected)
 
 
-def test_marker_decimated_to_the_face_budget_but_mesh_kept(ts):
+def test_marker_decimated_to_the_face_budget_but_object_mesh_kept(ts):
     f = RosbagsFactory(ts)
-    mesh = colored_sphere(subdivisions=5)  # 20480 faces
-    v, faces, colors = m.mesh_arrays(mesh)
-    marker = m.build_triangle_marker(f, m.make_header(f, 0, "cam"), v, faces, colors, face_budget=2000)
+    result = known_result()
+    result.mesh = colored_sphere(subdivisions=5)  # 20480 faces
+    pubs = build_publications(f, result, "", RosConfig(marker_face_budget=2000))
+    marker = pubs["marker"]
     n_faces = len(marker.points) // 3
-    assert 500 <= n_faces <= 2000
+    assert 1800 <= n_faces <= 2000
     assert len(marker.colors) == len(marker.points)
     radius = np.linalg.norm([(p.x, p.y, p.z) for p in marker.points], axis=1)
-    assert np.all(np.abs(radius - 0.1) < 0.02)  # still on the sphere (cells are ~0.008 wide)
+    assert np.all(np.abs(radius - 0.1) < 0.005)  # still on the sphere
+    assert len(pubs["object"].mesh.triangles) == 20480  # the object keeps full resolution
 
 
-def test_cluster_decimate_keeps_uniform_colour_and_surface():
+def test_decimate_keeps_colours_and_surface():
     mesh = colored_sphere(subdivisions=5)
     colors = np.tile(np.array([[10, 200, 30, 255]], np.uint8), (len(mesh.vertices), 1))
-    v, f, c = cluster_decimate(mesh.vertices, mesh.faces, colors, 1000)
-    assert len(f) <= 1000 and len(f) >= 250
-    assert np.all(c == [10, 200, 30, 255])
-    assert f.max() == len(v) - 1 and len(np.unique(np.sort(f, axis=1), axis=0)) == len(f)
-    assert np.all(np.abs(np.linalg.norm(v, axis=1) - 0.1) < 0.02)
-    same = cluster_decimate(mesh.vertices, mesh.faces, colors, len(mesh.faces))
-    assert same[1].shape == mesh.faces.shape
+    mesh.visual.vertex_colors = colors
+    small = decimate(mesh, 1000)
+    assert 900 <= len(small.faces) <= 1000
+    assert np.all(small.visual.vertex_colors == [10, 200, 30, 255])
+    assert np.all(np.abs(np.linalg.norm(small.vertices, axis=1) - 0.1) < 0.005)
+    assert decimate(mesh, len(mesh.faces)) is mesh  # within budget: untouched
 
 
 def test_point_cloud_decodes_to_the_vertices_and_colours(ts):
@@ -109,21 +109,11 @@ def test_point_cloud_decodes_to_the_vertices_and_colours(ts):
     np.testing.assert_array_equal(rgb, colors[:, :3])
 
 
-def test_contact_sheet_layout():
-    views = np.stack([np.full((2, 3, 3), i * 10, np.uint8) for i in range(5)])
-    sheet = m.contact_sheet(views)
-    assert sheet.shape == (2 * 2, 3 * 3, 3)
-    assert sheet[0, 0, 0] == 0 and sheet[0, 3, 0] == 10 and sheet[0, 6, 0] == 20 and sheet[2, 3, 0] == 40
-    assert np.all(sheet[2:, 6:] == 255)  # the empty sixth cell is white
-
-
 def test_publications_match_the_result(ts):
     f = RosbagsFactory(ts)
-    result = known_result("cam_optical")
-    frames = FrameSet(image=None, mask=None, depth=None, K=None, frame_id="cam_optical", stamp_ns=7_000_000_123,
-                      object_id="mug")  # fmt: skip
-    node = NodeConfig(publish_collision_object=True)
-    pubs = build_publications(f, frames, result, "file:///tmp/mug.glb", node)
+    result = known_result("cam_optical", "mug", 7_000_000_123)
+    node = RosConfig(publish_collision_object=True)
+    pubs = build_publications(f, result, "file:///tmp/mug.glb", node)
     assert set(pubs) == {"object", "marker", "elevation", "points", "views", "transform", "collision_object"}
     obj, _ = _round_trip(ts, pubs["object"])
     assert (obj.header.stamp.sec, obj.header.stamp.nanosec, obj.header.frame_id) == (7, 123, "cam_optical")
@@ -139,19 +129,22 @@ def test_publications_match_the_result(ts):
     assert (tf.header.frame_id, tf.child_frame_id, tf.transform.rotation.w) == ("cam_optical", "one2345/mug", 1.0)
     assert pubs["elevation"].data == 23.5
     views, _ = _round_trip(ts, pubs["views"])
-    assert (views.encoding, views.height, views.width) == ("rgb8", 16, 16)
+    from one2345_ros.results.contact_sheet import contact_sheet
+
+    sheet = contact_sheet(result)  # the same picture as the CLI's views.png
+    assert (views.encoding, views.height, views.width) == ("rgb8", sheet.shape[0], sheet.shape[1])
+    np.testing.assert_array_equal(np.frombuffer(bytes(views.data), np.uint8).reshape(sheet.shape), sheet)
     co, _ = _round_trip(ts, pubs["collision_object"])
     assert (co.id, co.operation, len(co.meshes), co.mesh_poses[0].orientation.w) == ("mug", 0, 1, 1.0)
 
 
 def test_publication_options():
     f = RosbagsFactory(make_typestore("humble"))
-    frames = FrameSet(None, None, None, None, "one2345_canonical", 0, "obj")
-    result = known_result("one2345_canonical")
+    result = known_result("one2345_canonical", "obj")
     result.units, result.elevation_deg = "canonical", None
-    node = NodeConfig(marker_type="mesh_resource", publish_points=False, publish_views=False, publish_tf=False,
-                      publish_collision_object=True)  # fmt: skip
-    pubs = build_publications(f, frames, result, "file:///x/obj_1.glb", node)
+    node = RosConfig(marker_type="mesh_resource", publish_points=False, publish_views=False, publish_tf=False,
+                     publish_collision_object=True)  # fmt: skip
+    pubs = build_publications(f, result, "file:///x/obj_1.glb", node)
     # canonical units: no collision object for MoveIt (it needs metres)
     assert set(pubs) == {"object", "marker", "elevation"}
     assert (pubs["marker"].type, pubs["marker"].mesh_resource) == (10, "file:///x/obj_1.glb")

@@ -40,8 +40,8 @@ def ros(tmp_path):
     gate.set()
     pipeline = FakePipeline(gate=gate)
     node = ReconstructorNode(
-        pipeline_factory=lambda cfg: pipeline, make_inputs=dict,
-        parameter_overrides=[Parameter("output_dir", value=str(tmp_path)), Parameter("ros.min_mask_pixels", value=10),
+        pipeline_factory=lambda cfg: pipeline,
+        parameter_overrides=[Parameter("ros.output_dir", value=str(tmp_path)), Parameter("inputs.min_mask_pixels", value=10),
                              Parameter("ros.queue_requests", value=0)],
     )  # fmt: skip
     node.trigger_configure()

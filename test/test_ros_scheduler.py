@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from one2345_ros.types import InputError
+from one2345_ros.config import Config, InputConfig, RosConfig
 from one2345_ros.ros.inputs import InputMessages
-from one2345_ros.ros.node_config import NodeConfig, Settings
 from one2345_ros.ros.reconstructor import Reconstructor, Request
 from one2345_ros.ros.scheduler import Busy, Worker, wait_for
+from one2345_ros.types import Cancelled, InputError
 
-from ros_helpers import FakeCancelled, FakePipeline, image_msg, scene
+from ros_helpers import FakePipeline, camera_info_msg, image_msg, scene
 
 
 def _job(result, started=None, gate=None):
@@ -81,7 +81,7 @@ def test_wait_for_timeout_and_external_cancel_cancel_the_running_job():
             progress(stage, 0.0)
             if cancel.wait(0.2):
                 seen.append(stage)
-                raise FakeCancelled(stage)
+                raise Cancelled(stage)
         return "finished"
 
     assert wait_for(worker.submit(staged), timeout_s=0.05) == ("timeout", None)
@@ -100,12 +100,10 @@ def make_core(tmp_path):
     cores = []
 
     def make(pipeline=None, **node_overrides):
-        settings = Settings()
-        settings.pipeline.output_dir = str(tmp_path / "out")
-        settings.node = replace(NodeConfig(min_mask_pixels=10), **node_overrides)
+        settings = Config(inputs=InputConfig(min_mask_pixels=10))
+        settings.ros = replace(RosConfig(output_dir=str(tmp_path / "out")), **node_overrides)
         pipeline = pipeline or FakePipeline()
-        core = Reconstructor(settings, lambda cfg: pipeline, make_inputs=dict, clock_ns=lambda: 1_500_000_000,
-                             cancelled_types=(FakeCancelled,))  # fmt: skip
+        core = Reconstructor(settings, lambda cfg: pipeline, clock_ns=lambda: 1_500_000_000)
         cores.append(core)
         return core, pipeline
 
@@ -114,9 +112,9 @@ def make_core(tmp_path):
         core.shutdown()
 
 
-def _request(stamp_ns=1_000_000_000, object_id="mug"):
+def _request(stamp_ns=1_000_000_000, object_id="mug", camera_info=None):
     _, _, img, msk = scene(stamp_ns=stamp_ns)
-    return Request(object_id, img, msk, image_msg(np.zeros((0, 0), np.uint8), "mono8"), None)
+    return Request(object_id, img, msk, image_msg(np.zeros((0, 0), np.uint8), "mono8"), camera_info)
 
 
 def test_models_live_on_one_worker_thread_and_are_freed(make_core):
@@ -132,16 +130,17 @@ def test_models_live_on_one_worker_thread_and_are_freed(make_core):
     assert core.run(_request()).status == "inactive"
 
 
-def test_success_writes_unique_mesh_files_and_result_json(make_core, tmp_path):
+def test_success_writes_one_result_folder_each(make_core, tmp_path):
     core, pipeline = make_core()
     core.activate()
     first, second = core.run(_request()), core.run(_request())
     assert first.success and second.success and first.mesh_uri != second.mesh_uri
     mesh_path = Path(first.mesh_uri[len("file://") :])
-    assert mesh_path.parent == tmp_path / "out" and mesh_path.name.startswith("mug_1000000000_")
-    doc = json.loads(mesh_path.with_suffix("").with_suffix(".result.json").read_text())
-    assert doc["ok"] and doc["mesh"] == mesh_path.name and doc["faces"] == 320
-    assert pipeline.inputs[0]["frame_id"] == "cam_optical" and pipeline.inputs[0]["object_id"] == "mug"
+    assert mesh_path.parent.parent == tmp_path / "out" and mesh_path.parent.name.startswith("mug_1000000000_")
+    doc = json.loads((mesh_path.parent / "result.json").read_text())
+    assert doc["ok"] and doc["mesh"] == mesh_path.name == "mesh.ply" and doc["faces"] == 320
+    assert doc["files"]["mesh"]["axes"].startswith("OpenCV optical frame") and doc["object_id"] == "mug"
+    assert pipeline.inputs[0].frame_id == "cam_optical" and pipeline.inputs[0].object_id == "mug"
     assert "320 faces" in first.message and "23.5 deg" in first.message
 
 
@@ -174,7 +173,7 @@ def test_queued_request_runs_after_the_first(make_core):
     runner.join(5)
     second.join(5)
     assert results["a"].success and results["b"].success
-    assert [i["object_id"] for i in pipeline.inputs] == ["a", "b"]
+    assert [i.object_id for i in pipeline.inputs] == ["a", "b"]
 
 
 def test_cancel_between_stages_and_feedback(make_core):
@@ -237,7 +236,7 @@ def test_bad_and_latest_inputs(make_core, caplog):
     assert "unreadable message" in caplog.text and "yuv422" in caplog.text
     assert core.run(Request("x")).success  # the latest pair (empty request image)
     empty = core.run(Request("x", *scene()[2:3], image_msg(np.zeros((48, 64), np.uint8), "mono8")))
-    assert empty.status == "bad_input" and "empty mask" in empty.message
+    assert empty.status == "bad_input" and "mask is empty" in empty.message
     assert core.run(Request("x", scene()[2], None)).message == "bad input: request has an image but no mask"
 
 
@@ -246,29 +245,32 @@ def test_gravity_from_tf_reaches_the_pipeline_or_is_reported(tmp_path):
     c2w[2, 3] = 0.7
 
     def make(source, lookup):
-        settings = Settings()
-        settings.pipeline.output_dir = str(tmp_path)
-        settings.pipeline.elevation.source = source
-        settings.node = replace(NodeConfig(min_mask_pixels=10), gravity_frame="base_link")
+        settings = Config(inputs=InputConfig(min_mask_pixels=10))
+        settings.elevation.source = source
+        settings.ros = RosConfig(output_dir=str(tmp_path), gravity_frame="base_link")
         pipeline = FakePipeline()
-        core = Reconstructor(settings, lambda cfg: pipeline, make_inputs=dict, gravity_lookup=lookup)
+        core = Reconstructor(settings, lambda cfg: pipeline, gravity_lookup=lookup)
         core.activate()
         return core, pipeline
 
+    info = camera_info_msg([[50.0, 0, 32], [0, 50.0, 24], [0, 0, 1]], 64, 48)
     asked = []
     core, pipeline = make("auto", lambda frame, stamp: asked.append((frame, stamp)) or c2w)
-    assert core.run(_request()).success
+    assert core.run(_request(camera_info=info)).success
     assert asked == [("cam_optical", 1_000_000_000)]
-    np.testing.assert_array_equal(pipeline.inputs[0]["gravity_c2w"], c2w)
+    np.testing.assert_array_equal(pipeline.inputs[0].gravity_c2w, c2w)
+    # No camera_info: no gravity elevation, but the request is served from the image (and says so).
+    assert core.run(_request()).success and pipeline.inputs[1].gravity_c2w is None
+    assert any("no camera_info" in w for w in pipeline.inputs[1].warnings) and len(asked) == 1
     core.shutdown()
 
     def missing(frame, stamp):
         raise LookupError("frame base_link does not exist")
 
     core, pipeline = make("auto", missing)
-    assert core.run(_request()).success and pipeline.inputs[0]["gravity_c2w"] is None
+    assert core.run(_request(camera_info=info)).success and pipeline.inputs[0].gravity_c2w is None
     core.shutdown()
     core, _ = make("gravity", missing)
-    outcome = core.run(_request())
+    outcome = core.run(_request(camera_info=info))
     assert outcome.status == "bad_input" and "no transform base_link <- cam_optical" in outcome.message
     core.shutdown()

@@ -15,7 +15,7 @@ from one2345_ros.recon.sparseneus import (
     load_sparseneus,
     resolve_checkpoint,
 )
-from one2345_ros.recon.sparseneus.checkpoint import TOLERATED_MISSING, load_state
+from one2345_ros.recon.sparseneus.checkpoint import TOLERATED_MISSING, CorruptCheckpointError, load_state
 from one2345_ros.recon.sparseneus.torchsparse_backend import BackendUnavailableError
 
 KEYS = json.loads((Path(__file__).parent / "data" / "one2345_sparseneus_keys.json").read_text())
@@ -80,18 +80,20 @@ def test_tiny_checkpoint_does_not_load_into_full_network():
     assert len(err.value.differences) > 50
 
 
-def test_missing_checkpoint_errors_name_path_source_and_download(tmp_path, monkeypatch):
-    monkeypatch.delenv("ONE2345_SPARSENEUS", raising=False)
-    with pytest.raises(WeightsNotFoundError, match=r"--checkpoint PATH or set \$ONE2345_SPARSENEUS.*One-2-3-45/code"):
+def test_missing_and_corrupt_checkpoints_name_the_file_and_the_download(tmp_path):
+    with pytest.raises(WeightsNotFoundError, match=r"--sparseneus PATH.*\$ONE2345_SPARSENEUS.*One-2-3-45/code"):
         resolve_checkpoint(None)
     missing = tmp_path / "nope.pth"
-    with pytest.raises(WeightsNotFoundError, match=r"nope\.pth \(from --checkpoint\).*ckpt_215000\.pth"):
+    with pytest.raises(WeightsNotFoundError, match=r"not found: .*nope\.pth\. Download ckpt_215000\.pth"):
         load_sparseneus(missing)
-    monkeypatch.setenv("ONE2345_SPARSENEUS", str(missing))
-    with pytest.raises(WeightsNotFoundError, match=r"nope\.pth \(from \$ONE2345_SPARSENEUS\)"):
-        load_sparseneus(None, SparseNeuSConfig())
+    with pytest.raises(WeightsNotFoundError, match=r"nope\.pth"):
+        load_sparseneus(None, SparseNeuSConfig(checkpoint=str(missing)))
     torch.save(make_checkpoint(TINY_ARCH), missing)
-    assert resolve_checkpoint(None) == missing
+    assert resolve_checkpoint(str(missing)) == missing
+    truncated = tmp_path / "truncated.pth"
+    truncated.write_bytes(missing.read_bytes()[:4000])
+    with pytest.raises(CorruptCheckpointError, match=r"truncated\.pth: corrupt or truncated checkpoint"):
+        load_sparseneus(truncated, SparseNeuSConfig())
 
 
 def test_pickled_objects_are_refused(tmp_path):

@@ -1,4 +1,4 @@
-"""One-2-3-45 view plan: order, ring choice, stage-2 cleaning, batching, names, seeds."""
+"""One-2-3-45 view plan: order, ring choice, stage-2 cleaning, batching, names, seeds, poses, several objects."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from one2345_ros.geometry.cameras import one2345_plan
-from one2345_ros.views.plan import FALLBACK_POLAR_DEG, run_one2345_plan, view_seed
+from one2345_ros.geometry import cameras as cam
+from one2345_ros.views.plan import ViewPlan, view_seed
 
 from zero123_tiny import tiny_pipeline
 
@@ -36,30 +37,53 @@ def _input():
     return img
 
 
-@pytest.mark.parametrize("estimate, ring", [(60.0, ["4", "5", "6", "7"]), (110.0, ["8", "9", "10", "11"]), (None, ["8", "9", "10", "11"])])
-def test_plan_order_ring_and_names(estimate, ring):
+def run_plan(gen, images, polars, prior=None, **kwargs):
+    plan = ViewPlan(gen, images, **kwargs)
+    seen = plan.first_views([prior] * len(images))
+    return plan.complete(polars), seen
+
+
+@pytest.mark.parametrize("polar, ring", [(60.0, ["4", "5", "6", "7"]), (110.0, ["8", "9", "10", "11"])])
+def test_plan_order_ring_names_and_poses(polar, ring):
     gen = RecordingGenerator()
-    seen = []
-    result = run_one2345_plan(gen, _input(), lambda views: seen.append(views) or estimate, seed=100)
-    polar = FALLBACK_POLAR_DEG if estimate is None else estimate
-    assert result.polar_deg == polar and result.polar_source == ("fallback" if estimate is None else "estimate")
-    assert [v.name for v in result.plan] == [v.name for v in one2345_plan(polar)]
-    assert list(result.images) == [v.name for v in one2345_plan(polar)]
-    assert [v.name for v in result.plan[:8]][4:] == ring
+    (result,), (seen,) = run_plan(gen, [_input()], [polar], seed=100)
+    assert result.polar_deg == polar
+    plan = one2345_plan(polar)
+    assert result.views.names == [v.name for v in plan]
+    assert result.views.names[4:8] == ring
+    assert result.stages == tuple(v.stage for v in plan)
+    # Poses derived once, from the plan, in the canonical frame; the reference is the input camera.
+    np.testing.assert_allclose(result.views.c2w, np.stack([v.c2w() for v in plan]), atol=1e-12)
+    np.testing.assert_allclose(result.views.frame_c2w(), cam.spherical_to_c2w(polar, 0.0), atol=1e-12)
+    sources = result.sources()
+    assert len(sources.names) == 32 and all("_" in n for n in sources.names)
     # Four batches, stage 1 / 2 alternating, the stage-2 ones of 16 views from 4 images each.
     assert [(b[0], sum(len(r.targets) for r in b[2])) for b in gen.batches] == [(1, 4), (2, 16), (1, 4), (2, 16)]
-    assert [b[1] for b in gen.batches] == [None, None, polar, polar]
-    # The estimator saw 0_0..0_3: views of (-10, 0), (+10, 0), (0, -10), (0, +10) around view 0.
-    assert [tuple(v[120, 120, :2]) for v in seen[0]] == [(246, 0), (10, 0), (0, 246), (0, 10)]
+    assert [{r.input_polar_deg for r in b[2]} for b in gen.batches] == [{None}, {None}, {polar}, {polar}]
+    # The elevation views are 0_0..0_3: views of (-10, 0), (+10, 0), (0, -10), (0, +10) around view 0.
+    assert [tuple(v[120, 120, :2]) for v in seen] == [(246, 0), (10, 0), (0, 246), (0, 10)]
     # Each stage-2 image is the neighbour of its parent: cond pose + offset.
-    for v in result.plan:
-        np.testing.assert_array_equal(result.images[v.name][120, 120, :2], [int(v.d_polar_deg) % 256, int(v.d_azimuth_deg) % 256])
+    for i, v in enumerate(plan):
+        np.testing.assert_array_equal(result.views.images[i][120, 120, :2], [int(v.d_polar_deg) % 256, int(v.d_azimuth_deg) % 256])
     # Stage-2 conditioning images were cleaned: 254 -> 255, object untouched.
     for stage, _, requests in gen.batches:
         for r in requests:
             if stage == 2:
                 assert r.cond_image[0, 0].tolist() == [255, 255, 255] and r.cond_image[120, 120, 2] == 7
             np.testing.assert_array_equal(r.seeds, [view_seed(100, n) for n in _names(r)])
+
+
+def test_objects_share_every_batch():
+    """Two objects: the same four calls, each twice as large, and each object's views as if alone."""
+    gen = RecordingGenerator()
+    other = _input()
+    other[100:150, 100:150] = (200, 10, 10)
+    both, _ = run_plan(gen, [_input(), other], [60.0, 110.0], seed=3)
+    assert [(b[0], sum(len(r.targets) for r in b[2])) for b in gen.batches] == [(1, 8), (2, 32), (1, 8), (2, 32)]
+    for image, polar, result in zip([_input(), other], [60.0, 110.0], both):
+        (alone,), _ = run_plan(RecordingGenerator(), [image], [polar], seed=3)
+        assert result.views.names == alone.views.names
+        np.testing.assert_array_equal(result.views.images, alone.views.images)
 
 
 def _names(request):
@@ -74,9 +98,9 @@ def _names(request):
 
 def test_both_rings_makes_three_batches():
     gen = RecordingGenerator()
-    result = run_one2345_plan(gen, _input(), lambda views: 60.0, both_rings=True)
+    (result,), _ = run_plan(gen, [_input()], [60.0], both_rings=True)
     assert [(b[0], sum(len(r.targets) for r in b[2])) for b in gen.batches] == [(1, 12), (2, 16), (2, 16)]
-    assert len(result.images) == 40
+    assert len(result.views.names) == 40
 
 
 def test_plan_with_zero123_matches_a_direct_call():
@@ -85,11 +109,12 @@ def test_plan_with_zero123_matches_a_direct_call():
 
     gen = Zero123Generator(tiny_pipeline(seed=4), preset="fast", steps_stage1=2, steps_stage2=2, max_batch=16)
     fractions = []
-    result = run_one2345_plan(gen, _input(), lambda views: 100.0, seed=7, progress=lambda s, f: fractions.append(f))
+    (result,), _ = run_plan(gen, [_input()], [100.0], seed=7, progress=lambda s, f: fractions.append(f))
     assert fractions[-1] == pytest.approx(1.0) and fractions == sorted(fractions)
+    images = dict(zip(result.views.names, result.views.images))
     cleaned_direct = gen.generate(
-        np.where(result.images["9"] >= 253, 255, result.images["9"]).astype(np.uint8), (-30.0, 120.0),
+        np.where(images["9"] >= 253, 255, images["9"]).astype(np.uint8), (-30.0, 120.0),
         [(0.0, 10.0, 0.0)], 100.0, [view_seed(7, "9_3")], stage=2,
     )  # fmt: skip
     assert cleaned_direct.shape == (1, 256, 256, 3)
-    assert np.abs(cleaned_direct[0].astype(int) - result.images["9_3"].astype(int)).max() <= 1
+    assert np.abs(cleaned_direct[0].astype(int) - images["9_3"].astype(int)).max() <= 1

@@ -10,7 +10,8 @@ import torch
 
 from one2345_ros.views.base import ViewRequest
 from one2345_ros.views.zero123.pipeline import Zero123Pipeline, ldm_ddim_timesteps, set_scheduler_timesteps
-from one2345_ros.views.zero123.generator import Zero123DeviceError, Zero123Generator, resolve_device
+from one2345_ros.config import DeviceError, torch_device
+from one2345_ros.views.zero123.generator import CPU_REFUSAL, Zero123Generator
 from one2345_ros.views.zero123.weights import zero123_ddim_scheduler
 
 from zero123_tiny import tiny_components, tiny_pipeline
@@ -139,9 +140,9 @@ def test_batch_of_different_conditioning_images_equals_separate_calls(pipe):
 
 
 def test_device_policy_refuses_cpu_without_allow_cpu():
-    with pytest.raises(Zero123DeviceError, match="hours"):
-        resolve_device("cpu", allow_cpu=False)
-    assert resolve_device("cpu", allow_cpu=True).type == "cpu"
+    with pytest.raises(DeviceError, match="hours"):
+        torch_device("cpu", allow_cpu=False, cpu_refusal=CPU_REFUSAL)
+    assert torch_device("cpu", allow_cpu=True).type == "cpu"
 
 
 def test_pipeline_call_returns_images_in_unit_range(pipe):

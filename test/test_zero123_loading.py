@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from one2345_ros.cli.convert import add_convert_zero123_parser
+from one2345_ros.cli.convert import add_parser as add_convert_zero123_parser
 from one2345_ros.views.zero123.loading import from_local_dir, load_zero123, resolve_zero123_source
 from one2345_ros.views.zero123.weights import Zero123WeightsError
 

@@ -12,7 +12,7 @@ from ..views.zero123.loading import from_local_dir
 from ..views.zero123.weights import Zero123WeightsError
 
 
-def add_convert_zero123_parser(subparsers) -> argparse.ArgumentParser:
+def add_parser(subparsers) -> argparse.ArgumentParser:
     """``one2345 convert-zero123 CKPT OUT_DIR``."""
     p = subparsers.add_parser(
         "convert-zero123",
@@ -30,18 +30,25 @@ def add_convert_zero123_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--allow-pickle", action="store_true",
                    help="allow full unpickling when torch.load(weights_only=True) refuses the file (trusted files only)")  # fmt: skip
     p.add_argument("--verify", action="store_true", help="reload the written folder and compare the weights")
-    p.set_defaults(func=convert_zero123_main)
+    p.set_defaults(func=run)
     return p
 
 
-def convert_zero123_main(args) -> int:
+def run(args) -> int:
     """Run the conversion; returns the process exit code (errors propagate as Zero123WeightsError)."""
+    from ..config import check_weight_path
+
+    problem = check_weight_path(args.ckpt)
+    if problem:
+        raise Zero123WeightsError(problem)
+    out = Path(args.out_dir)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise Zero123WeightsError(f"output {out} exists and is not an empty folder: choose a new path")
     dtype = torch.float16 if args.half else torch.float32
     pipe = pipeline_from_ldm_checkpoint(
         args.ckpt, args.original_config, args.image_encoder, args.allow_pickle, args.camera_embedding,
         not args.no_ema, dtype,
     )
-    out = Path(args.out_dir)
     pipe.save_pretrained(out, safe_serialization=True)
     if args.verify:
         reloaded = from_local_dir(out, dtype=pipe.unet.dtype)

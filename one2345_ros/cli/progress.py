@@ -9,7 +9,7 @@ class StageBar:
     def __init__(self, enabled: bool = True):
         from tqdm import tqdm
 
-        self.bar = tqdm(total=100, bar_format="{desc:<14} {bar} {percentage:3.0f}% {elapsed}", disable=not enabled)
+        self.bar = tqdm(total=100, bar_format="{desc:<16} {bar} {percentage:3.0f}% {elapsed}", disable=not enabled)
 
     def __call__(self, stage: str, fraction: float) -> None:
         self.bar.set_description_str(stage)
@@ -20,8 +20,10 @@ class StageBar:
 
 
 def print_timings(timings: dict[str, float]) -> None:
-    total = sum(timings.values())
-    print("stage          seconds")
+    """Per-stage seconds; sub-stages (``mesh.colors``) indented under their stage and not summed twice."""
+    total = sum(v for k, v in timings.items() if "." not in k)
+    print("stage                  seconds")
     for name, seconds in timings.items():
-        print(f"  {name:<12} {seconds:8.2f}")
-    print(f"  {'total':<12} {total:8.2f}")
+        label = f"  {name.split('.', 1)[1]}" if "." in name else name
+        print(f"  {label:<20} {seconds:8.2f}")
+    print(f"  {'total':<20} {total:8.2f}")

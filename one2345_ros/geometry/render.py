@@ -229,11 +229,6 @@ class Renderer:
                 color[idx] = self.shade(hits, dirs)
         return color.reshape(height, width, 3), hit.reshape(height, width), depth.reshape(height, width)
 
-    def hit_mask(self, K, c2w, width: int, height: int) -> np.ndarray:
-        """bool [H, W]: which pixel-centre rays hit the mesh (no colour work)."""
-        _check_camera(K, c2w)
-        return self._render_once(K, c2w, int(width), int(height), want_color=False)[1]
-
     def render(self, K, c2w, width: int, height: int, supersample: int = 1) -> RenderResult:
         """Render the mesh seen by camera ``K`` [3, 3], ``c2w`` [4, 4] (OpenCV) into
         a ``width`` x ``height`` image. ``supersample`` = s casts s x s rays per pixel

@@ -35,11 +35,31 @@ class Calibration:
         return bool(np.any(self.D != 0))
 
 
-def check_K(K: np.ndarray, where: str) -> np.ndarray:
-    K = np.asarray(K, dtype=np.float64)
+def check_K(K, where: str) -> np.ndarray:
+    """K as float64 (3, 3), or InputError naming ``where``: the one intrinsics check."""
+    try:
+        K = np.asarray(K, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{where}: K is not a numeric 3x3 matrix") from exc
+    if K.size == 9:
+        K = K.reshape(3, 3)
     if K.shape != (3, 3) or not np.all(np.isfinite(K)) or K[0, 0] <= 0 or K[1, 1] <= 0 or K[2, 2] != 1.0:
-        raise InputError(f"{where}: K is not a pinhole matrix (3x3, fx, fy > 0, K[2][2] = 1)")
+        raise InputError(f"{where}: K is not a pinhole matrix (3x3, fx, fy > 0, K[2][2] = 1): {K.tolist()}")
     return K
+
+
+def make_calibration(K, D, model: str, width: int, height: int, where: str) -> Calibration:
+    """A checked :class:`Calibration` (files and CameraInfo messages both come through here)."""
+    D = np.asarray(D if D is not None else [], dtype=np.float64).reshape(-1)
+    model = model or "plumb_bob"
+    if not np.all(np.isfinite(D)):
+        raise InputError(f"{where}: distortion coefficients are not finite: {D.tolist()}")
+    if np.any(D) and model not in SUPPORTED_DISTORTION:
+        raise InputError(f"{where}: distortion model {model!r} not supported; rectify the image first "
+                         f"(supported: {', '.join(SUPPORTED_DISTORTION)})")  # fmt: skip
+    if int(width) < 0 or int(height) < 0:
+        raise InputError(f"{where}: negative image size {width}x{height}")
+    return Calibration(K=check_K(K, where), D=D, model=model, width=int(width), height=int(height))
 
 
 def read_camera_info(path: str | Path) -> Calibration:
@@ -55,27 +75,26 @@ def read_camera_info(path: str | Path) -> Calibration:
         raise InputError(f"{path}: camera info must be a mapping")
     try:
         if "camera_matrix" in doc:
-            K = np.asarray(doc["camera_matrix"]["data"], dtype=np.float64).reshape(3, 3)
-            D = np.asarray((doc.get("distortion_coefficients") or {}).get("data", []), dtype=np.float64)
+            K = doc["camera_matrix"]["data"]
+            D = (doc.get("distortion_coefficients") or {}).get("data", [])
             model = doc.get("distortion_model") or "plumb_bob"
             width, height = int(doc["image_width"]), int(doc["image_height"])
         else:
-            K = np.asarray(doc["K"], dtype=np.float64).reshape(3, 3)
-            D = np.asarray(doc.get("D", []), dtype=np.float64).reshape(-1)
+            K, D = doc["K"], doc.get("D", [])
             model = doc.get("distortion_model", "plumb_bob")
             width, height = int(doc["width"]), int(doc["height"])
     except (KeyError, TypeError, ValueError) as exc:
         raise InputError(f"{path}: camera info lacks or misformats {exc}: need width, height, K (and D)") from exc
-    if np.any(D) and model not in SUPPORTED_DISTORTION:
-        raise InputError(f"{path}: distortion model {model!r} not supported; rectify the image first")
-    return Calibration(K=check_K(K, str(path)), D=D, model=model, width=width, height=height)
+    return make_calibration(K, D, model, width, height, str(path))
 
 
 def undistort(calib: Calibration, image: np.ndarray, mask: np.ndarray, depth: np.ndarray | None):
     """Undo lens distortion keeping K (DESIGN: distortion is undone before preprocessing).
 
-    Colour is interpolated bilinearly; mask and depth by nearest neighbour so that labels
-    and depth edges are not blended.
+    image uint8 (H, W, 3), mask uint8 (H, W), depth float32 (H, W) or None. Colour is
+    interpolated bilinearly; mask and depth by nearest neighbour so that labels and depth
+    edges are not blended. Pixels the undistorted image does not cover become white,
+    background and NaN.
     """
     import cv2
 

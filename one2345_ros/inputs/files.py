@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import numpy as np
 from PIL import Image
 
 from ..types import InputError
+
 
 def read_rgb(path: str | os.PathLike) -> np.ndarray:
     """Read an image file as uint8 [H, W, 3] RGB (alpha composited on white)."""
@@ -27,7 +29,7 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
 
 
 def read_mask(path: str | os.PathLike) -> np.ndarray:
-    """Read a mask file as it is stored (uint8/uint16/bool [H, W]); preprocess validates it."""
+    """Read a mask file as it is stored (uint8/uint16/bool [H, W]); :mod:`prepare` binarises it."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"mask file not found: {path}")
@@ -38,3 +40,46 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
             return np.asarray(im).copy()
     except OSError as exc:
         raise InputError(f"cannot read mask {path}: {exc}") from exc
+
+
+def read_depth(path: str | os.PathLike) -> tuple[np.ndarray, str]:
+    """A depth file as stored and its encoding: a 16-bit PNG (``16UC1``, millimetres) or a
+    ``.npy`` float32 [H, W] array (``32FC1``, metres). :func:`prepare.depth_to_metres` converts."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"depth file not found: {p}")
+    if p.suffix.lower() == ".npy":
+        try:
+            depth = np.load(p, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise InputError(f"{p}: not a readable .npy array ({exc})") from exc
+        if depth.dtype != np.float32 or depth.ndim != 2:
+            raise InputError(f"{p}: .npy depth must be float32 [H, W] in metres, got {depth.dtype} {depth.shape}")
+        return depth, "32FC1"
+    raw = read_mask(p)  # PIL keeps 16-bit PNGs as uint16 ("I;16")
+    if raw.dtype != np.uint16:
+        raise InputError(f"{p}: PNG depth must be 16-bit (millimetres), got {raw.dtype}; or pass a float32 .npy in metres")
+    return raw, "16UC1"
+
+
+def read_matrix(path: str | os.PathLike, shape: tuple[int, int], what: str, key: str | None = None) -> np.ndarray:
+    """A finite float64 matrix from a JSON file: the bare nested list, or an object holding it under ``key``."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{what} file not found: {p}")
+    try:
+        data = json.loads(p.read_text())
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read {what} file {p}: {exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{what} file {p} is not JSON: {exc}") from exc
+    if isinstance(data, dict) and key is not None:
+        data = data.get(key)
+    try:
+        matrix = np.asarray(data, dtype=np.float64)
+    except (TypeError, ValueError):
+        matrix = np.zeros(0)
+    if matrix.shape != shape or not np.all(np.isfinite(matrix)):
+        hint = f' (or {{"{key}": ...}})' if key else ""
+        raise InputError(f"{what} file {p}: need a finite {shape[0]}x{shape[1]} JSON matrix{hint}, got shape {matrix.shape}")
+    return matrix

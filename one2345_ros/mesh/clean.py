@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import trimesh
+from scipy.spatial import cKDTree
 
 from ..config import MeshConfig
 from .extract import MeshError
@@ -31,10 +32,12 @@ def clean_mesh(mesh: trimesh.Trimesh, config: MeshConfig | None = None) -> trime
 
 
 def decimate(mesh: trimesh.Trimesh, face_budget: int) -> trimesh.Trimesh:
-    """Quadric decimation to at most ``face_budget`` faces (0 = unchanged).
+    """Quadric decimation to at most ``face_budget`` faces (0 = unchanged); the one decimator
+    (mesh stage and RViz markers).
 
-    trimesh delegates to the optional ``fast-simplification`` package; without it a
-    budget is an error rather than a silently larger mesh.
+    trimesh delegates to the ``fast-simplification`` package (a dependency); without it a
+    budget is an error rather than a silently larger mesh. Vertex colours, which the
+    decimator drops, are carried over from the nearest original vertex.
     """
     if face_budget <= 0 or len(mesh.faces) <= face_budget:
         return mesh
@@ -45,4 +48,10 @@ def decimate(mesh: trimesh.Trimesh, face_budget: int) -> trimesh.Trimesh:
             f"mesh.face_budget={face_budget} needs the 'fast-simplification' package "
             "(pip install fast-simplification); set mesh.face_budget to 0 to keep the full mesh"
         ) from exc
-    return mesh.simplify_quadric_decimation(face_count=face_budget)
+    out = mesh.simplify_quadric_decimation(face_count=face_budget)
+    if len(out.faces) > face_budget:  # the decimator may stop a few faces short of its target
+        out = mesh.simplify_quadric_decimation(face_count=int(face_budget * face_budget / len(out.faces)))
+    if getattr(mesh.visual, "kind", None) == "vertex":
+        _, nearest = cKDTree(mesh.vertices).query(out.vertices)
+        out.visual.vertex_colors = np.asarray(mesh.visual.vertex_colors)[nearest]
+    return out

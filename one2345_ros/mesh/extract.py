@@ -1,15 +1,18 @@
 """Marching cubes on a signed grid: the one surface extraction every backend's SDF goes through.
 
-Geometry is float64 in the frame of the grid (the backend's world frame).
+Geometry is float64 in the frame of the grid; :class:`Surface` says how that frame maps to
+the views' world frame.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import trimesh
 from skimage import measure
+
 
 class MeshError(ValueError):
     """The mesh stage cannot produce a mesh (empty surface, missing optional package)."""
@@ -70,3 +73,23 @@ def extract_mesh(grid: SdfGrid, level: float = 0.0) -> trimesh.Trimesh:
     verts, faces, _normals, _values = measure.marching_cubes(values, level=level, allow_degenerate=False)
     vertices = verts.astype(np.float64) * grid.spacing + np.asarray(grid.bbox, dtype=np.float64)[0]
     return trimesh.Trimesh(vertices=vertices, faces=faces.astype(np.int64), process=False)
+
+
+VertexColorFn = Callable[[np.ndarray], np.ndarray]
+"""Vertices (V, 3) float64 in the grid's frame -> RGB (V, 3) uint8."""
+
+
+@dataclass
+class Surface:
+    """What a reconstruction backend hands to the one mesh stage (:func:`one2345_ros.mesh.make_mesh`).
+
+    grid: the signed field, negative inside. grid_to_world: (4, 4) similarity from the grid's
+    frame to the views' world frame (identity when the grid is in world coordinates).
+    colors: the backend's own vertex colouring (SparseNeuS's rendering network), or None.
+    timings: seconds per backend stage.
+    """
+
+    grid: SdfGrid
+    grid_to_world: np.ndarray = field(default_factory=lambda: np.eye(4))
+    colors: VertexColorFn | None = None
+    timings: dict[str, float] = field(default_factory=dict)

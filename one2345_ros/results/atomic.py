@@ -18,18 +18,19 @@ from PIL import Image
 from ..types import InputError
 
 
-def _file_mode() -> int:
-    """0666 minus the process umask: what ``open(path, "w")`` would create.
-
-    mkstemp creates 0600 files. The umask can only be read by setting it, so this runs
-    once, at import, before any thread of ours writes files.
-    """
+def _umask() -> int:
+    """The process umask. It can only be read by setting it, so this runs once, at import,
+    before any thread of ours writes files."""
     umask = os.umask(0o022)
     os.umask(umask)
-    return 0o666 & ~umask
+    return umask
 
 
-FILE_MODE = _file_mode()
+UMASK = _umask()
+FILE_MODE = 0o666 & ~UMASK
+"""What ``open(path, "w")`` would create; mkstemp alone gives 0600."""
+DIR_MODE = 0o777 & ~UMASK
+"""What ``mkdir`` would create; mkdtemp alone gives 0700."""
 
 
 @contextmanager

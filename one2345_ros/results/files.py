@@ -1,70 +1,140 @@
-"""Writing a result to disk: mesh, result.json, contact sheet, views folder.
+"""The one result writer (CLI, node and ``bag``): a result folder, written all or nothing.
 
-Every file is written atomically; result.json is written last, and also on
-failure (``ok: false`` with the error), so a reader never sees a result.json that
-points at a missing or half-written mesh.
+Layout of a result folder::
+
+    result.json      the contract (results/result.py); lists every file with its frame, axes, units
+    mesh.<format>    mesh.format (PLY by default: in the result's frame, metres in the camera frame)
+    mesh.glb         with mesh.preview_glb, for viewers (glTF is y-up: result.json says so)
+    views.png        contact sheet: input + mask outline, the mesh from three sides, the generated views
+    views/           the generated views as a views folder (views.json), posed in the canonical frame
+
+Everything is written into a temporary folder beside the target, which then replaces the
+target in two renames: a reader sees the old result or the new one, never a mix, and a failed
+run leaves a result.json with ``ok: false`` and no stale mesh or views. Files get the umask's
+permissions (results/atomic.py).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+import uuid
 from pathlib import Path
+from typing import Callable
 
-import numpy as np
-
-from ..geometry import cameras as cam
-from ..types import ViewSet
-from .atomic import write_image_atomic, write_json_atomic
-from ..views.folder import write_views_folder
-from .result import ReconstructionResult
+from ..config import MeshConfig
+from ..types import InputError
+from .atomic import DIR_MODE, write_image_atomic, write_json_atomic
+from .result import AXES, GLTF_AXES, ReconstructionResult
 
 RESULT_JSON = "result.json"
 CONTACT_SHEET = "views.png"
+VIEWS_FOLDER = "views"
 
 
-def save_result(out_dir: str | os.PathLike, result: ReconstructionResult, mesh_format: str = "glb") -> Path:
-    """Write ``result`` into ``out_dir``; returns the path of result.json."""
+def check_output_dir(out_dir: str | os.PathLike) -> Path:
+    """Refuse an output folder that cannot take a result, before any work is done.
+
+    Accepted: a missing folder whose parent can be created and written, an empty folder, or an
+    earlier result folder (it holds result.json). Anything else (a file, a folder of other
+    files, no write permission) is an InputError that says what to do.
+    """
+    out = Path(out_dir).expanduser()
+    if out.exists() and not out.is_dir():
+        raise InputError(f"output {out} is a file, not a folder: choose a folder path for --out")
+    if out.is_dir() and any(out.iterdir()) and not (out / RESULT_JSON).is_file():
+        raise InputError(f"output folder {out} holds other files and no {RESULT_JSON}: refusing to replace it; "
+                         "choose a new or empty folder")  # fmt: skip
+    parent = out.resolve().parent
+    existing = parent
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"cannot write the output folder {out}: no write permission in {existing}")
+    return out
+
+
+def unique_stem(object_id: str, stamp_ns: int) -> str:
+    """``<object_id>_<stamp ns>_<8 hex>``: unique per result, because RViz caches meshes by URI."""
+    return f"{object_id}_{int(stamp_ns)}_{uuid.uuid4().hex[:8]}"
+
+
+def mesh_file_entry(result: ReconstructionResult, name: str, fmt: str) -> dict:
+    """result.json's description of one mesh file: its frame, axes and units."""
+    entry = {"path": name, "format": fmt, "frame": result.frame, "frame_id": result.frame_id, "units": result.units}
+    entry["axes"] = GLTF_AXES if fmt == "glb" else AXES[result.frame]
+    return entry
+
+
+def write_result(
+    out_dir: str | os.PathLike,
+    result: ReconstructionResult,
+    mesh: MeshConfig | None = None,
+    extra: Callable[[Path], dict[str, dict]] | None = None,
+) -> Path:
+    """Write ``result`` as the folder ``out_dir`` (see the module docstring); returns result.json's path.
+
+    A result with ``ok`` false writes result.json alone (and removes an earlier mesh and views).
+    ``extra(folder)`` writes more files into the folder being built and returns their result.json entries.
+    """
     from ..mesh.files import export_mesh
     from .contact_sheet import contact_sheet
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    mesh_file = None
-    if result.ok and result.mesh is not None:
-        mesh_file = f"mesh.{mesh_format}"
-        export_mesh(result.mesh, out_dir / mesh_file)
-    if result.view_images is not None and len(result.view_images):
-        sheet = contact_sheet(result.view_images, result.view_names, columns=8)
-        write_image_atomic(out_dir / CONTACT_SHEET, sheet)
-        _write_generated_views(out_dir / "views", result)
-    path = out_dir / RESULT_JSON
-    write_json_atomic(path, result.to_json(mesh_file))
-    return path
+    mesh = mesh or MeshConfig()
+    out = check_output_dir(out_dir)
+    with _staging(out) as tmp:
+        files: dict[str, dict] = {}
+        if result.ok and result.mesh is not None:
+            name = f"mesh.{mesh.format}"
+            export_mesh(result.mesh, tmp / name, mesh.format)
+            files["mesh"] = mesh_file_entry(result, name, mesh.format)
+            if mesh.preview_glb and mesh.format != "glb":
+                export_mesh(result.mesh, tmp / "mesh.glb", "glb")
+                files["mesh_preview"] = mesh_file_entry(result, "mesh.glb", "glb")
+            write_image_atomic(tmp / CONTACT_SHEET, contact_sheet(result))
+            files["contact_sheet"] = {"path": CONTACT_SHEET}
+            if result.views is not None:
+                from ..views.folder import write_views_folder
+
+                write_views_folder(tmp / VIEWS_FOLDER, result.views.views)
+                files["views"] = {"path": f"{VIEWS_FOLDER}/", "frame": "canonical", "units": "canonical",
+                                  "axes": AXES["canonical"]}  # fmt: skip
+        if extra is not None:
+            files.update(extra(tmp))
+        write_json_atomic(tmp / RESULT_JSON, result.to_json(files))
+    return out / RESULT_JSON
 
 
-def save_failure(out_dir: str | os.PathLike, error: str, config: dict | None = None) -> Path:
-    """result.json with ``ok: false`` for a request that failed."""
-    result = ReconstructionResult(ok=False, error=error, config=config or {})
-    path = Path(out_dir) / RESULT_JSON
-    write_json_atomic(path, result.to_json(None))
-    return path
+def write_failure(out_dir: str | os.PathLike, result: ReconstructionResult) -> Path | None:
+    """result.json for a failed request, replacing any earlier result there; None when ``out_dir``
+    itself is unusable (the error then names the folder)."""
+    try:
+        return write_result(out_dir, result)
+    except (InputError, OSError):
+        return None
 
 
-def _write_generated_views(folder: Path, result: ReconstructionResult) -> None:
-    """All generated views as a views folder in the canonical frame (DESIGN.md contract)."""
-    polar = result.polar_deg if result.polar_deg is not None else 90.0
-    plan = {v.name: v for v in cam.one2345_plan(polar)}
-    keep = [i for i, n in enumerate(result.view_names) if n in plan]
-    if not keep:
-        return
-    names = [result.view_names[i] for i in keep]
-    images = np.asarray(result.view_images)[keep]
-    views = ViewSet(
-        images=images,
-        K=np.broadcast_to(cam.view_intrinsics(images.shape[1]), (len(keep), 3, 3)).copy(),
-        c2w=np.stack([plan[n].c2w() for n in names]),
-        names=names,
-        reference=0,
-        near_far=cam.ONE2345_NEAR_FAR,
-    )
-    write_views_folder(folder, views)
+class _staging:
+    """A temporary folder beside ``out`` that replaces ``out`` when the block ends without error."""
+
+    def __init__(self, out: Path):
+        self.out = out
+
+    def __enter__(self) -> Path:
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.", suffix=".tmp", dir=self.out.parent))
+        os.chmod(self.tmp, DIR_MODE)
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            return
+        old = None
+        if self.out.exists():
+            old = self.out.with_name(f".{self.out.name}.{uuid.uuid4().hex[:8]}.old")
+            os.replace(self.out, old)
+        os.replace(self.tmp, self.out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)

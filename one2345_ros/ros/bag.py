@@ -1,13 +1,13 @@
-"""``one2345 bag IN --image-topic T --mask-topic M --out OUT``: rosbag2 in, result messages out.
+"""rosbag2 in, result messages out (``one2345 bag``, cli/bag.py), without a ROS install.
 
-No ROS install needed: rosbags reads and writes rosbag2 (sqlite3 and mcap). Inputs go
-through the node's own conversion and checks (inputs.py) and the output bag holds the
-messages the node publishes (publications.py) on the node's topic names.
+rosbags reads and writes rosbag2 (sqlite3 and mcap). Inputs go through the node's own
+conversion and the one input policy (inputs.py -> inputs/prepare.py), results through the
+one writer (results/files.py), and the output bag holds the messages the node publishes
+(publications.py) on the node's topic names.
 """
 
 from __future__ import annotations
 
-import argparse
 import bisect
 import json
 import struct
@@ -15,14 +15,12 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from ..config import ConfigError
-from ..types import InputError
+from ..config import Config
+from ..results.files import unique_stem, write_result
+from ..types import InputError, ReconstructionInputs
 from .factory import RosbagsFactory
-from .images import BadMessage
-from .inputs import FrameSet, InputMessages, frames_from_messages
+from .inputs import InputMessages, inputs_from_messages
 from .interfaces import make_typestore
-from .node_config import NODE_NAME, Settings, load_params_file
-from .outputs import unique_stem, write_result_files
 from .publications import build_publications
 
 # Output topic of each publication key (the node's ~/ topics, resolved for its default name).
@@ -33,62 +31,31 @@ TOPIC_TYPES = {
     "points": ("points", "sensor_msgs/msg/PointCloud2"),
     "views": ("views", "sensor_msgs/msg/Image"),
 }
-ReconstructFn = Callable[[FrameSet], object]
+ReconstructFn = Callable[[ReconstructionInputs], object]
 
 
-class BagError(RuntimeError):
+class BagError(InputError):
     """The bag or the arguments cannot be used; the text says why."""
 
 
-def add_bag_parser(subparsers) -> argparse.ArgumentParser:
-    """Add the ``bag`` sub-command to an argparse sub-parser set (``one2345 bag ...``)."""
-    p = subparsers.add_parser("bag", help="reconstruct from a rosbag2 (sqlite3/mcap) and write result messages",
-                              description=__doc__.split("\n\n")[0])  # fmt: skip
-    p.add_argument("bag_in", metavar="IN", help="input rosbag2 folder (or .mcap/.db3 file's folder)")
-    p.add_argument("--image-topic", required=True)
-    p.add_argument("--mask-topic", required=True)
-    p.add_argument("--depth-topic", default="")
-    p.add_argument("--camera-info-topic", default="")
-    p.add_argument("--out", required=True, help="output rosbag2 folder (must not exist); meshes go to OUT/meshes")
-    p.add_argument("--stamps", type=float, nargs="+", default=None, metavar="SEC",
-                   help="reconstruct the images at these header stamps (seconds); default: the first pair")
-    p.add_argument("--slop", type=float, default=None, help="largest stamp difference in a pair, seconds "
-                   "(default: ros.sync_slop_s of --config, 0.05)")  # fmt: skip
-    p.add_argument("--object-id", default="object")
-    p.add_argument("--config", default=None, help="parameter YAML (the node's params.yaml or a pipeline config)")
-    p.add_argument("--storage", choices=("sqlite3", "mcap"), default="mcap")
-    p.add_argument("--distro", choices=("humble", "jazzy"), default="humble", help="message definitions to use")
-    p.add_argument("--namespace", default=f"/{NODE_NAME}", help="prefix of the output topics")
-    p.set_defaults(func=bag_main)
-    return p
-
-
-def bag_main(args: argparse.Namespace, reconstruct_fn: ReconstructFn | None = None) -> int:
-    """Run the ``bag`` command. Returns the exit code; errors print one line to stderr."""
-    try:
-        return _run(args, reconstruct_fn)
-    except (BagError, ConfigError, FileNotFoundError) as exc:
-        print(f"one2345 bag: error: {exc}", file=sys.stderr)
-        return 2
-    except Exception as exc:  # CLI contract: one line, no traceback (missing weights, unreadable bag...)
-        print(f"one2345 bag: error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
-
-
-def _run(args, reconstruct_fn) -> int:
+def run_bag(args, cfg: Config, reconstruct_fn: ReconstructFn | None = None) -> int:
+    """Reconstruct the selected image sets of ``args.bag_in`` and write ``args.out`` (a new bag,
+    plus one result folder per success under OUT/meshes). Returns the exit code: 0 when at least
+    one set was reconstructed; 1 with no output bag when none was."""
     from rosbags.highlevel import AnyReader
     from rosbags.rosbag2 import StoragePlugin, Writer
 
-    settings = load_params_file(args.config) if args.config else Settings()
-    slop_s = settings.node.sync_slop_s if args.slop is None else args.slop
+    slop_s = cfg.ros.sync_slop_s if args.slop is None else args.slop
     out = Path(args.out)
     if out.exists():
-        raise BagError(f"output {out} already exists")
+        raise BagError(f"output {out} already exists: choose a new path for --out")
     typestore = make_typestore(args.distro)
     factory = RosbagsFactory(typestore)
     roles = {"image": args.image_topic, "mask": args.mask_topic, "depth": args.depth_topic,
              "camera_info": args.camera_info_topic}  # fmt: skip
     roles = {role: topic for role, topic in roles.items() if topic}
+    if not Path(args.bag_in).exists():
+        raise BagError(f"input bag {args.bag_in} not found")
     with AnyReader([Path(args.bag_in)], default_typestore=typestore) as reader:
         available = {c.topic for c in reader.connections}
         missing = [t for t in roles.values() if t not in available]
@@ -98,35 +65,36 @@ def _run(args, reconstruct_fn) -> int:
         sets = _select(stamps, slop_s, args.stamps)
         chosen = _fetch(reader, roles, stamps, sets)
     if reconstruct_fn is None:
-        reconstruct_fn = _pipeline_reconstructor(settings)
+        reconstruct_fn = _pipeline_reconstructor(cfg)
 
     out_topics = {key: (f"{args.namespace.rstrip('/')}/{name}", msgtype) for key, (name, msgtype) in TOPIC_TYPES.items()}
     mesh_dir = out.resolve() / "meshes"
-    pending_files, written, reports = [], [], []
+    written, reports = [], []
     for msgs in chosen:
         report = {"stamp": msgs.stamp_ns * 1e-9, "object_id": args.object_id}
         try:
-            frames = frames_from_messages(msgs, args.object_id, depth_scale=settings.pipeline.metric.depth_scale,
-                                          min_mask_pixels=settings.node.min_mask_pixels,
-                                          mask_threshold=settings.pipeline.preprocess.mask_threshold)  # fmt: skip
-            result = reconstruct_fn(frames)
-        except (BadMessage, InputError) as exc:
+            inputs = inputs_from_messages(msgs, cfg.inputs, args.object_id)
+            result = reconstruct_fn(inputs)
+        except InputError as exc:
             reports.append({**report, "ok": False, "message": f"bad input: {exc}"})
             continue
         if not result.ok:
             reports.append({**report, "ok": False, "message": f"reconstruction failed: {result.error}"})
             continue
-        stem = unique_stem(frames.object_id, frames.stamp_ns)
-        mesh_uri = (mesh_dir / f"{stem}.{settings.pipeline.mesh.format}").as_uri()
-        pending_files.append((result, stem))
-        written.append((frames.stamp_ns, build_publications(factory, frames, result, mesh_uri, settings.node)))
+        folder = mesh_dir / unique_stem(inputs.object_id, inputs.stamp_ns)
+        mesh_uri = (folder / f"mesh.{cfg.mesh.format}").as_uri()
+        written.append((inputs.stamp_ns, build_publications(factory, result, mesh_uri, cfg.ros), folder, result))
         reports.append({**report, "ok": True, "faces": int(len(result.mesh.faces)), "elevation_deg": result.elevation_deg,
-                        "frame_id": result.frame_id, "mesh_uri": mesh_uri})  # fmt: skip
-
+                        "frame_id": result.frame_id, "mesh_uri": mesh_uri, "warnings": result.warnings})  # fmt: skip
+    for report in reports:
+        print(json.dumps(report))
+    if not written:
+        print(f"one2345 bag: no image set could be reconstructed; {out} not written", file=sys.stderr)
+        return 1
     plugin = StoragePlugin.MCAP if args.storage == "mcap" else StoragePlugin.SQLITE3
     with Writer(out, version=9, storage_plugin=plugin) as writer:
         connections = {}
-        for stamp_ns, pubs in written:
+        for stamp_ns, pubs, _, _ in written:
             for key, msg in pubs.items():
                 if key not in out_topics:
                     continue  # transforms and collision objects are not recorded
@@ -134,11 +102,9 @@ def _run(args, reconstruct_fn) -> int:
                 if key not in connections:
                     connections[key] = writer.add_connection(topic, msgtype, typestore=typestore)
                 writer.write(connections[key], stamp_ns, typestore.serialize_cdr(msg, msgtype))
-    for result, stem in pending_files:
-        write_result_files(result, mesh_dir, stem, settings.pipeline.mesh.format)
-    for report in reports:
-        print(json.dumps(report))
-    return 0 if written else 1
+    for _, _, folder, result in written:
+        write_result(folder, result, cfg.mesh)
+    return 0
 
 
 def cdr_header_stamp_ns(raw: bytes) -> int:
@@ -220,29 +186,17 @@ def _fetch(reader, roles: dict[str, str], stamps, sets: list[dict[str, int]]) ->
                           got["camera_info"][s["camera_info"]] if "camera_info" in s else None) for s in sets]  # fmt: skip
 
 
-def _pipeline_reconstructor(settings: Settings) -> ReconstructFn:
+def _pipeline_reconstructor(cfg: Config) -> ReconstructFn:
     """The real pipeline, loaded once (imports torch; only when no function is injected)."""
-    from ..pipeline import Pipeline, ReconstructionInputs
+    from ..pipeline import Pipeline
 
-    pipeline = Pipeline(settings.pipeline)
+    pipeline = Pipeline(cfg)
     pipeline.load()
 
-    def reconstruct(frames: FrameSet):
+    def reconstruct(inputs: ReconstructionInputs):
         def progress(stage: str, fraction: float) -> None:
             print(f"  {stage}: {fraction:.0%}", file=sys.stderr)
 
-        return pipeline.reconstruct(ReconstructionInputs(**frames.pipeline_kwargs()), progress=progress)
+        return pipeline.reconstruct(inputs, progress=progress)
 
     return reconstruct
-
-
-def main(argv=None) -> int:
-    """``python -m one2345_ros.ros.bag bag IN ...`` (the same as ``one2345 bag IN ...``)."""
-    parser = argparse.ArgumentParser(prog="one2345")
-    add_bag_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -2,20 +2,21 @@
 
 Works on rclpy and rosbags messages alike (both expose ``height``, ``width``, ``encoding``,
 ``is_bigendian``, ``step`` and a buffer ``data``). One conversion path for both keeps the
-node and offline runs identical; the ``ros`` tests check it against cv_bridge.
+node and offline runs identical; the ``ros`` tests check it against cv_bridge. Only the
+pixel layout is handled here: what a mask, a depth or a K means is inputs/prepare.py's.
 Every rejection raises :class:`BadMessage` with a reason naming the message and the fault.
 """
 
 from __future__ import annotations
 
-
 import numpy as np
 
+from ..inputs.calibration import Calibration, make_calibration
+from ..types import InputError
 from .factory import MessageFactory
-from ..inputs.calibration import Calibration, undistort  # noqa: F401  (re-exported for the node and bag)
 
 
-class BadMessage(ValueError):
+class BadMessage(InputError):
     """An input message cannot be used; the text says which one and why."""
 
 
@@ -28,8 +29,6 @@ ENCODINGS = {
 COLOR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "8UC3")
 MASK_ENCODINGS = ("mono8", "8UC1")
 DEPTH_ENCODINGS = ("16UC1", "mono16", "32FC1")
-# Default divisors turning depth pixels into metres (REP-118: 16UC1 millimetres, 32FC1 metres).
-DEPTH_DIVISOR = {"16UC1": 1000.0, "mono16": 1000.0, "32FC1": 1.0}
 
 
 def image_array(msg, what: str = "image", allowed: tuple[str, ...] | None = None) -> np.ndarray:
@@ -79,21 +78,13 @@ def to_rgb(msg, what: str = "image") -> np.ndarray:
 
 
 def to_mask(msg, what: str = "mask") -> np.ndarray:
-    """uint8 (H, W) mask (non-zero = object; the pipeline applies its own threshold)."""
+    """The mask's pixels as stored (uint8 (H, W)); prepare_inputs binarises them."""
     return np.ascontiguousarray(image_array(msg, what, MASK_ENCODINGS))
 
 
-def to_depth_m(msg, depth_scale: float = 0.0, what: str = "depth") -> np.ndarray:
-    """float32 (H, W) depth in metres; invalid pixels (0, negative, non-finite) become NaN.
-
-    ``depth_scale`` divides the raw values; 0 picks the encoding's convention (16UC1:
-    millimetres, 32FC1: metres).
-    """
-    raw = image_array(msg, what, DEPTH_ENCODINGS)
-    divisor = depth_scale if depth_scale > 0 else DEPTH_DIVISOR[msg.encoding]
-    depth = raw.astype(np.float32) / np.float32(divisor)
-    depth[~np.isfinite(depth) | (depth <= 0)] = np.nan
-    return depth
+def to_depth(msg, what: str = "depth") -> tuple[np.ndarray, str]:
+    """The depth pixels as stored and their encoding (prepare_inputs converts them to metres)."""
+    return np.ascontiguousarray(image_array(msg, what, DEPTH_ENCODINGS)), msg.encoding
 
 
 def calibration(msg, what: str = "camera_info") -> Calibration | None:
@@ -103,14 +94,7 @@ def calibration(msg, what: str = "camera_info") -> Calibration | None:
         raise BadMessage(f"{what}: k has {k.size} values, expected 9")
     if not np.any(k):
         return None
-    K = k.reshape(3, 3)
-    if K[0, 0] <= 0 or K[1, 1] <= 0 or K[2, 2] != 1.0 or not np.all(np.isfinite(K)):
-        raise BadMessage(f"{what}: k is not a pinhole matrix (fx, fy > 0, k[8] = 1): {k.tolist()}")
-    d = np.asarray(msg.d, dtype=np.float64).reshape(-1)
-    model = msg.distortion_model or "plumb_bob"
-    if np.any(d) and model not in ("plumb_bob", "rational_polynomial"):
-        raise BadMessage(f"{what}: distortion model '{model}' not supported; rectify the image first")
-    return Calibration(K=K, D=d, model=model, width=int(msg.width), height=int(msg.height))
+    return make_calibration(k, msg.d, msg.distortion_model, int(msg.width), int(msg.height), what)
 
 
 def image_message(f: MessageFactory, header, pixels: np.ndarray, encoding: str):

@@ -1,26 +1,26 @@
-"""Input messages -> the pipeline's arrays, with the checks that keep bad messages out (ROS-free).
+"""Input messages -> :class:`ReconstructionInputs`, through the one input policy (ROS-free).
 
 Two levels, so the image callbacks stay cheap:
-- :func:`check_messages` (every synchronised pair): encodings, sizes, data lengths;
-- :func:`frames_from_messages` (once per request): the pixel conversion, the empty-mask
-  check and undistortion.
+- :func:`check_messages` (every synchronised pair): encodings, sizes, data lengths, and
+  optionally the mask's object pixels by the policy's own rule;
+- :func:`inputs_from_messages` (once per request): pixels out of the messages, then
+  inputs.prepare.prepare_inputs, the same function the CLI's files go through.
 :class:`LatestPair` keeps the newest pair and refuses stale ones.
 """
 
 from __future__ import annotations
 
-import re
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from ..config import InputConfig
+from ..inputs.prepare import binarize_mask, prepare_inputs
+from ..types import ReconstructionInputs
 from . import images
 from .images import BadMessage
-
-_OBJECT_ID = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
-DEFAULT_OBJECT_ID = "object"
 
 
 @dataclass
@@ -37,38 +37,9 @@ class InputMessages:
         return header_stamp_ns(self.image)
 
 
-@dataclass
-class FrameSet:
-    """Arrays ready for the pipeline (``ReconstructionInputs`` fields) plus the stamp."""
-
-    image: np.ndarray  # (H, W, 3) uint8 RGB
-    mask: np.ndarray  # (H, W) uint8, non-zero = object
-    depth: np.ndarray | None  # (H, W) float32 metres, NaN = invalid
-    K: np.ndarray | None  # (3, 3) float64, distortion already undone
-    frame_id: str
-    stamp_ns: int
-    object_id: str
-    notes: list[str] = field(default_factory=list)
-    gravity_c2w: np.ndarray | None = None  # (4, 4) camera pose in a z-up frame, from TF
-
-    def pipeline_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of ``one2345_ros.pipeline.ReconstructionInputs``."""
-        return {"image": self.image, "mask": self.mask, "depth": self.depth, "K": self.K,
-                "frame_id": self.frame_id, "gravity_c2w": self.gravity_c2w, "object_id": self.object_id}  # fmt: skip
-
-
 def header_stamp_ns(msg) -> int:
     stamp = msg.header.stamp
     return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
-
-
-def object_id_or_default(object_id: str) -> str:
-    """Validated object id (it names a TF frame and files); empty -> 'object'."""
-    if not object_id:
-        return DEFAULT_OBJECT_ID
-    if not _OBJECT_ID.match(object_id):
-        raise BadMessage(f"object_id {object_id!r}: use 1-64 letters, digits, '_' or '-' (it names a TF frame and files)")
-    return object_id
 
 
 def has_image(msg) -> bool:
@@ -80,10 +51,10 @@ def has_calibration(msg) -> bool:
     return msg is not None and bool(np.any(np.asarray(msg.k, dtype=np.float64)))
 
 
-def check_messages(msgs: InputMessages, min_mask_pixels: int = 0) -> None:
+def check_messages(msgs: InputMessages, inputs: InputConfig | None = None) -> None:
     """Cheap checks without converting pixels; raises BadMessage with the reason.
 
-    With ``min_mask_pixels`` > 0 an (almost) empty mask is rejected too (one count_nonzero).
+    With ``inputs``, an (almost) empty mask is rejected too, counted by the input policy's rule.
     """
     img, mask = msgs.image, msgs.mask
     if img.encoding not in images.COLOR_ENCODINGS:
@@ -104,50 +75,32 @@ def check_messages(msgs: InputMessages, min_mask_pixels: int = 0) -> None:
                              f"{msg.width}x{msg.height} {msg.encoding} pixels")  # fmt: skip
         if (msg.width, msg.height) != (img.width, img.height):
             raise BadMessage(f"{what}: size {msg.width}x{msg.height} differs from the image's {img.width}x{img.height}")
-    if min_mask_pixels > 0:
-        count = int(np.count_nonzero(images.image_array(mask, "mask")))
-        if count < min_mask_pixels:
-            raise BadMessage(f"mask: {count} object pixels, fewer than ros.min_mask_pixels = {min_mask_pixels} (empty mask?)")
+    if inputs is not None:
+        count = int(np.count_nonzero(binarize_mask(images.image_array(mask, "mask"), inputs.mask_threshold)[0]))
+        if count < inputs.min_mask_pixels:
+            raise BadMessage(f"mask: {count} object pixels, fewer than inputs.min_mask_pixels = "
+                             f"{inputs.min_mask_pixels} (empty mask?)")  # fmt: skip
     info = msgs.camera_info
     if info is not None and has_calibration(info) and (info.width, info.height) not in ((0, 0), (img.width, img.height)):
         raise BadMessage(f"camera_info: calibrated for {info.width}x{info.height}, image is {img.width}x{img.height}")
 
 
-def frames_from_messages(msgs: InputMessages, object_id: str, *, depth_scale: float = 0.0, min_mask_pixels: int = 1,
-                         mask_threshold: int = 127) -> FrameSet:  # fmt: skip
-    """Convert a checked message set into pipeline arrays; raises BadMessage."""
+def inputs_from_messages(msgs: InputMessages, cfg: InputConfig, object_id: str = "",
+                         gravity_c2w: np.ndarray | None = None) -> ReconstructionInputs:  # fmt: skip
+    """Convert a message set through the one input policy; raises BadMessage or InputError."""
     check_messages(msgs)
-    object_id = object_id_or_default(object_id)
-    image = images.to_rgb(msgs.image)
-    mask = images.to_mask(msgs.mask)
-    # Masks are 0/255 (or labels 0/1): count pixels above the pipeline's threshold, or
-    # non-zero pixels for 0/1 masks.
-    on = mask > (mask_threshold if mask.max() > 1 else 0)
-    count = int(on.sum())
-    if count < max(1, min_mask_pixels):
-        raise BadMessage(f"mask: {count} object pixels, fewer than ros.min_mask_pixels = {min_mask_pixels} (empty mask?)")
-    mask = np.where(on, np.uint8(255), np.uint8(0))  # binary 0/255, as the pipeline's threshold expects
-    depth = images.to_depth_m(msgs.depth, depth_scale) if msgs.depth is not None else None
-    if depth is not None and not np.any(np.isfinite(depth[on])):
-        raise BadMessage("depth: no valid depth inside the mask")
-    K = None
-    notes = []
-    if msgs.camera_info is not None:
-        calib = images.calibration(msgs.camera_info)
-        if calib is not None:
-            K = calib.K
-            if calib.distorted:
-                image, mask, depth = images.undistort(calib, image, mask, depth)
-                notes.append(f"undistorted ({calib.model})")
-    return FrameSet(image=image, mask=mask, depth=depth, K=K, frame_id=msgs.image.header.frame_id,
-                    stamp_ns=msgs.stamp_ns, object_id=object_id, notes=notes)  # fmt: skip
+    depth, encoding = images.to_depth(msgs.depth) if msgs.depth is not None else (None, None)
+    calibration = images.calibration(msgs.camera_info) if msgs.camera_info is not None else None
+    return prepare_inputs(images.to_rgb(msgs.image), images.to_mask(msgs.mask), cfg, depth=depth,
+                          depth_encoding=encoding, calibration=calibration, frame_id=msgs.image.header.frame_id,
+                          stamp_ns=msgs.stamp_ns, object_id=object_id, gravity_c2w=gravity_c2w)  # fmt: skip
 
 
 class LatestPair:
     """The newest synchronised input set; thread-safe (filled by callbacks, read by requests)."""
 
-    def __init__(self, min_mask_pixels: int = 0):
-        self.min_mask_pixels = min_mask_pixels
+    def __init__(self, inputs: InputConfig | None = None):
+        self.inputs = inputs
         self._lock = threading.Lock()
         self._msgs: InputMessages | None = None
 
@@ -156,7 +109,7 @@ class LatestPair:
 
         A rejected set leaves the held one in place (``max_input_age_s`` bounds how old it may get).
         """
-        check_messages(msgs, self.min_mask_pixels)
+        check_messages(msgs, self.inputs)
         with self._lock:
             if self._msgs is not None and msgs.stamp_ns < self._msgs.stamp_ns:
                 held = self._msgs.stamp_ns

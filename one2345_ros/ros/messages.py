@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 
-from .display import cluster_decimate
 from .factory import MessageFactory
 
 POINT = "geometry_msgs/msg/Point"
@@ -112,16 +111,12 @@ def build_vertex_colors(f: MessageFactory, colors: np.ndarray | None) -> list:
 
 
 def build_triangle_marker(f: MessageFactory, header, vertices, faces, colors, *, marker_id: int = 0,
-                          face_budget: int = 0, ns: str = MARKER_NS):  # fmt: skip
-    """visualization_msgs/Marker TRIANGLE_LIST with per-vertex colours.
-
-    Decimated to ``face_budget`` faces first (0 = no limit). Without colours the marker
-    is drawn in a uniform light grey.
+                          ns: str = MARKER_NS):  # fmt: skip
+    """visualization_msgs/Marker TRIANGLE_LIST with per-vertex colours (decimate the mesh first:
+    mesh.clean.decimate). Without colours the marker is drawn in a uniform light grey.
     """
     vertices = np.asarray(vertices, dtype=np.float64)
     faces = np.asarray(faces, dtype=np.int64)
-    if face_budget and len(faces) > face_budget:
-        vertices, faces, colors = cluster_decimate(vertices, faces, colors, face_budget)
     flat = faces.reshape(-1).tolist()
     with gc_paused():
         # One object per vertex, referenced once per face corner (map: C-speed indexing).
@@ -178,19 +173,6 @@ def build_point_cloud(f: MessageFactory, header, points: np.ndarray, colors: np.
 
 def build_float32(f: MessageFactory, value: float):
     return f.make("std_msgs/msg/Float32", data=float(value))
-
-
-def contact_sheet(images: np.ndarray, columns: int = 0) -> np.ndarray:
-    """Tile (N, H, W, 3) uint8 views into one (rows*H, cols*W, 3) image on white."""
-    images = np.asarray(images, dtype=np.uint8)
-    n, h, w = images.shape[:3]
-    cols = columns or int(np.ceil(np.sqrt(n)))
-    rows = int(np.ceil(n / cols))
-    sheet = np.full((rows * h, cols * w, 3), 255, dtype=np.uint8)
-    for i, img in enumerate(images):
-        r, c = divmod(i, cols)
-        sheet[r * h : (r + 1) * h, c * w : (c + 1) * w] = img[..., :3]
-    return sheet
 
 
 def build_pose_in_frame(f: MessageFactory, vertices: np.ndarray):

@@ -34,11 +34,11 @@ from ..action import ReconstructObject as ReconstructObjectAction
 from ..msg import ReconstructedObject
 from ..srv import ReconstructObject
 
-from ..config import ConfigError
+from ..config import NODE_NAME, Config, ConfigError
 from . import images
 from .factory import RclpyFactory
 from .inputs import InputMessages
-from .node_config import NODE_NAME, Settings, default_parameters, settings_from_parameters
+from .params import config_from_parameters, default_parameters
 from .publications import build_publications
 from .reconstructor import Outcome, Reconstructor, Request
 from .transforms import transform_to_matrix
@@ -49,16 +49,16 @@ _OUTPUT_TYPES = {"object": ReconstructedObject, "marker": Marker, "elevation": F
                  "views": Image}  # fmt: skip
 
 
-def default_pipeline_factory(pipeline_config):
+def default_pipeline_factory(config: Config):
     from ..pipeline import Pipeline
 
-    return Pipeline(pipeline_config)
+    return Pipeline(config)
 
 
 class ReconstructorNode(LifecycleNode):
     """Service ``reconstruct_object``, action ``reconstruct``, latched outputs under ``~/``."""
 
-    def __init__(self, pipeline_factory=default_pipeline_factory, make_inputs=None, **node_kwargs):
+    def __init__(self, pipeline_factory=default_pipeline_factory, **node_kwargs):
         # Overrides from the YAML are declared as given, so misspelt names reach validation
         # (and stop the node) instead of being silently ignored.
         super().__init__(NODE_NAME, automatically_declare_parameters_from_overrides=True, **node_kwargs)
@@ -66,9 +66,8 @@ class ReconstructorNode(LifecycleNode):
             if not self.has_parameter(name):
                 self.declare_parameter(name, default, ParameterDescriptor(dynamic_typing=True))
         self._pipeline_factory = pipeline_factory
-        self._make_inputs = make_inputs
         self._factory = RclpyFactory()
-        self.settings: Settings | None = None
+        self.settings: Config | None = None
         self.core: Reconstructor | None = None
         self._entities: list = []
         self._static_transforms: dict[str, TransformStamped] = {}
@@ -76,10 +75,10 @@ class ReconstructorNode(LifecycleNode):
         self.activated = False
 
     # ------------------------------------------------------------ parameters
-    def _read_settings(self) -> Settings:
+    def _read_settings(self) -> Config:
         params = {name: p.value for name, p in self.get_parameters_by_prefix("").items()
                   if p.type_ != Parameter.Type.NOT_SET}  # fmt: skip
-        return settings_from_parameters(params)
+        return config_from_parameters(params)
 
     # ------------------------------------------------------------ lifecycle
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -88,8 +87,8 @@ class ReconstructorNode(LifecycleNode):
         except ConfigError as exc:
             self.get_logger().error(f"cannot configure: {exc}")
             return TransitionCallbackReturn.FAILURE
-        cfg = self.settings.node
-        self.core = Reconstructor(self.settings, self._pipeline_factory, make_inputs=self._make_inputs,
+        cfg = self.settings.ros
+        self.core = Reconstructor(self.settings, self._pipeline_factory,
                                   log=self.get_logger(), clock_ns=lambda: self.get_clock().now().nanoseconds,
                                   gravity_lookup=self._gravity_lookup() if cfg.gravity_frame else None)  # fmt: skip
         self._pubs = {key: self.create_publisher(msg_type, f"~/{key}", LATCHED) for key, msg_type in _OUTPUT_TYPES.items()}
@@ -120,7 +119,7 @@ class ReconstructorNode(LifecycleNode):
         from rclpy.time import Time
         from tf2_ros import Buffer, TransformListener
 
-        cfg = self.settings.node
+        cfg = self.settings.ros
         self._tf_buffer = Buffer()
         self._tf_listener = TransformListener(self._tf_buffer, self)
 
@@ -132,7 +131,7 @@ class ReconstructorNode(LifecycleNode):
         return lookup
 
     def _create_inputs(self) -> None:
-        cfg = self.settings.node
+        cfg = self.settings.ros
         reliability = ReliabilityPolicy.RELIABLE if cfg.input_reliability == "reliable" else ReliabilityPolicy.BEST_EFFORT
         qos = QoSProfile(depth=cfg.input_history_depth, history=HistoryPolicy.KEEP_LAST, reliability=reliability,
                          durability=DurabilityPolicy.VOLATILE)  # fmt: skip
@@ -218,12 +217,12 @@ class ReconstructorNode(LifecycleNode):
                 outcome.published = self._publish(outcome)  # the ReconstructedObject sent
             except Exception as exc:  # a result that cannot be published must still be answered
                 self.get_logger().error(f"publishing the result failed: {type(exc).__name__}: {exc}")
-                return Outcome("failed", f"result built but not publishable: {exc}", outcome.frames)
+                return Outcome("failed", f"result built but not publishable: {exc}", outcome.inputs)
             self.get_logger().info(outcome.message)
         return outcome
 
     def _publish(self, outcome: Outcome):
-        pubs = build_publications(self._factory, outcome.frames, outcome.result, outcome.mesh_uri, self.settings.node)
+        pubs = build_publications(self._factory, outcome.result, outcome.mesh_uri, self.settings.ros)
         for key, msg in pubs.items():
             if key == "transform":
                 self._static_transforms[msg.child_frame_id] = msg

@@ -10,10 +10,11 @@ from typing import Any
 
 import numpy as np
 
+from ..config import RosConfig
+from ..mesh.clean import decimate
+from ..results.contact_sheet import contact_sheet
 from . import images, messages
 from .factory import MessageFactory
-from .inputs import FrameSet
-from .node_config import NodeConfig
 
 TF_PREFIX = "one2345/"
 
@@ -22,7 +23,7 @@ def object_frame(object_id: str) -> str:
     return TF_PREFIX + object_id
 
 
-def build_publications(f: MessageFactory, frames: FrameSet, result: Any, mesh_uri: str, node: NodeConfig) -> dict:
+def build_publications(f: MessageFactory, result: Any, mesh_uri: str, node: RosConfig) -> dict:
     """Messages for one successful result, keyed by topic role.
 
     Keys: ``object`` (ReconstructedObject), ``marker``, ``elevation`` (Float32), and when
@@ -30,26 +31,26 @@ def build_publications(f: MessageFactory, frames: FrameSet, result: Any, mesh_ur
     for /tf_static), ``collision_object`` (moveit_msgs; only for results in metres).
     Header: the input image's stamp, the result's frame.
     """
-    header = messages.make_header(f, frames.stamp_ns, result.frame_id)
+    header = messages.make_header(f, result.stamp_ns, result.frame_id)
     vertices, faces, colors = messages.mesh_arrays(result.mesh)
     mesh_msg = messages.build_mesh(f, vertices, faces)
     out = {
-        "object": messages.build_reconstructed_object(f, header, frames.object_id, result, mesh_msg,
+        "object": messages.build_reconstructed_object(f, header, result.object_id, result, mesh_msg,
                                                       messages.build_vertex_colors(f, colors), mesh_uri),
         "elevation": messages.build_float32(f, np.nan if result.elevation_deg is None else result.elevation_deg),
     }  # fmt: skip
     if node.marker_type == "mesh_resource" and mesh_uri:
         out["marker"] = messages.build_mesh_resource_marker(f, header, mesh_uri)
     else:
-        out["marker"] = messages.build_triangle_marker(f, header, vertices, faces, colors,
-                                                       face_budget=node.marker_face_budget)  # fmt: skip
+        shown = decimate(result.mesh, node.marker_face_budget)  # RViz redraws every face on every update
+        out["marker"] = messages.build_triangle_marker(f, header, *messages.mesh_arrays(shown))
     if node.publish_points:
         out["points"] = messages.build_point_cloud(f, header, vertices, colors)
-    if node.publish_views and result.view_images is not None and len(result.view_images):
-        out["views"] = images.image_message(f, header, messages.contact_sheet(result.view_images), "rgb8")
+    if node.publish_views:
+        out["views"] = images.image_message(f, header, contact_sheet(result), "rgb8")
     if node.publish_tf:
-        out["transform"] = messages.build_transform(f, header, object_frame(frames.object_id),
+        out["transform"] = messages.build_transform(f, header, object_frame(result.object_id),
                                                     messages.object_position(vertices))  # fmt: skip
     if node.publish_collision_object and result.units == "m":
-        out["collision_object"] = messages.build_collision_object(f, header, frames.object_id, mesh_msg)
+        out["collision_object"] = messages.build_collision_object(f, header, result.object_id, mesh_msg)
     return out

@@ -10,14 +10,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ..types import InputError
+from ..config import Config
+from ..results.files import unique_stem, write_result
+from ..types import Cancelled, InputError, ReconstructionInputs
 from .images import BadMessage
-from .inputs import FrameSet, InputMessages, LatestPair, frames_from_messages, has_calibration, has_image
-from .node_config import Settings
-from .outputs import unique_stem, write_result_files
+from .inputs import InputMessages, LatestPair, has_calibration, has_image, inputs_from_messages
 from .scheduler import Busy, Ticket, Worker, wait_for
 
 
@@ -46,7 +47,7 @@ class Outcome:
 
     status: str
     message: str
-    frames: FrameSet | None = None
+    inputs: ReconstructionInputs | None = None
     result: Any = None
     mesh_uri: str = ""
     published: Any = None
@@ -57,47 +58,29 @@ class Outcome:
         return self.status == "done"
 
 
-def _default_cancelled_types() -> tuple[type, ...]:
-    try:
-        from ..pipeline import Cancelled
-    except ImportError:  # the pipeline module is optional in unit tests
-        return ()
-    return (Cancelled,)
-
-
-def _default_make_inputs(**kwargs):
-    from ..pipeline import ReconstructionInputs
-
-    return ReconstructionInputs(**kwargs)
-
-
 class Reconstructor:
     """Owns the pipeline (on the worker thread), the latest input pair and the request flow.
 
     Args:
-        settings: validated parameters.
-        pipeline_factory: ``PipelineConfig -> pipeline`` with ``load()``, ``unload()`` and
+        settings: the validated Config (its ``ros`` group is the node's own settings).
+        pipeline_factory: ``Config -> pipeline`` with ``load()``, ``unload()`` and
             ``reconstruct(inputs, progress=, cancel=)``.
-        make_inputs: builds the pipeline's input object from FrameSet.pipeline_kwargs().
         log: a logger with ``info``, ``warning`` and ``error`` (rclpy's or logging's).
         clock_ns: the node clock (sim time aware), nanoseconds.
         gravity_lookup: ``(camera frame_id, stamp_ns) -> (4, 4) c2w`` in the z-up
             ``ros.gravity_frame`` (TF in the node); raises when unavailable.
     """
 
-    def __init__(self, settings: Settings, pipeline_factory: Callable[[Any], Any], *,
-                 make_inputs: Callable[..., Any] | None = None, log=None,
-                 clock_ns: Callable[[], int] = time.time_ns, cancelled_types: tuple[type, ...] | None = None,
+    def __init__(self, settings: Config, pipeline_factory: Callable[[Any], Any], *, log=None,
+                 clock_ns: Callable[[], int] = time.time_ns,
                  gravity_lookup: Callable[[str, int], Any] | None = None):  # fmt: skip
         self.settings = settings
         self._factory = pipeline_factory
-        self._make_inputs = make_inputs or _default_make_inputs
         self.log = log or logging.getLogger("one2345_ros.reconstructor")
         self._clock_ns = clock_ns
         self._gravity_lookup = gravity_lookup
-        self._cancelled = _default_cancelled_types() if cancelled_types is None else cancelled_types
-        self.latest = LatestPair(settings.node.min_mask_pixels)
-        self.worker = Worker(settings.node.queue_requests)
+        self.latest = LatestPair(settings.inputs)
+        self.worker = Worker(settings.ros.queue_requests)
         self._pipeline = None
         self._active = threading.Event()
         self.dropped_inputs = 0
@@ -111,7 +94,7 @@ class Reconstructor:
         """Build and load the pipeline on the worker thread; raises what loading raised."""
 
         def load():
-            pipeline = self._factory(self.settings.pipeline)
+            pipeline = self._factory(self.settings)
             pipeline.load()
             self._pipeline = pipeline
 
@@ -156,88 +139,97 @@ class Reconstructor:
             depth = request.depth if has_image(request.depth) else None
             info = request.camera_info if has_calibration(request.camera_info) else None
             return InputMessages(request.image, request.mask, depth, info)
-        return self.latest.take(self._clock_ns(), self.settings.node.max_input_age_s)
+        return self.latest.take(self._clock_ns(), self.settings.ros.max_input_age_s)
 
     # ---------------------------------------------------------------- requests
-    def submit(self, request: Request, on_progress=None) -> tuple[Ticket, FrameSet]:
-        """Convert the request's inputs (here, cheaply) and queue the reconstruction.
+    def submit(self, request: Request, on_progress=None) -> tuple[Ticket, ReconstructionInputs]:
+        """Convert the request's inputs (here, cheaply: no model runs) and queue the reconstruction.
 
-        Raises NotActive, BadMessage or Busy.
+        Raises NotActive, BadMessage, InputError or Busy.
         """
         if not self.active:
             raise NotActive("not active: the models are not loaded (activate the lifecycle node)")
         msgs = self._messages_for(request)
-        frames = frames_from_messages(msgs, request.object_id, depth_scale=self.settings.pipeline.metric.depth_scale,
-                                      min_mask_pixels=self.settings.node.min_mask_pixels,
-                                      mask_threshold=self.settings.pipeline.preprocess.mask_threshold)  # fmt: skip
-        self._add_gravity(frames)
-        ticket = self.worker.submit(lambda progress, cancel: self._job(frames, progress, cancel),
-                                    label=f"'{frames.object_id}'", on_progress=on_progress)  # fmt: skip
-        return ticket, frames
+        gravity, note = self._gravity(msgs)
+        inputs = inputs_from_messages(msgs, self.settings.inputs, request.object_id, gravity)
+        if note:
+            inputs.warnings.append(note)
+        ticket = self.worker.submit(lambda progress, cancel: self._job(inputs, progress, cancel),
+                                    label=f"'{inputs.object_id}'", on_progress=on_progress)  # fmt: skip
+        return ticket, inputs
 
-    def _add_gravity(self, frames: FrameSet) -> None:
-        gravity_frame = self.settings.node.gravity_frame
+    def _gravity(self, msgs: InputMessages):
+        """The camera's pose in ros.gravity_frame at the image stamp, and a note when it is not available.
+
+        Without it (no TF, no camera_info) the elevation comes from the image, unless
+        elevation.source is 'gravity', which then refuses the request.
+        """
+        gravity_frame = self.settings.ros.gravity_frame
         if not gravity_frame or self._gravity_lookup is None:
-            return
-        try:
-            frames.gravity_c2w = self._gravity_lookup(frames.frame_id, frames.stamp_ns)
-        except Exception as exc:
-            reason = f"no transform {gravity_frame} <- {frames.frame_id} at the image stamp ({type(exc).__name__}: {exc})"
-            if self.settings.pipeline.elevation.source == "gravity":
-                raise BadMessage(reason) from exc
-            self.log.warning(f"{reason}; elevation from the image only")
-            frames.notes.append("no gravity")
+            return None, ""
+        if msgs.camera_info is None:
+            reason = "no camera_info in the request, which the gravity elevation needs"
+        else:
+            frame_id = msgs.image.header.frame_id
+            try:
+                return self._gravity_lookup(frame_id, msgs.stamp_ns), ""
+            except Exception as exc:
+                reason = f"no transform {gravity_frame} <- {frame_id} at the image stamp ({type(exc).__name__}: {exc})"
+        if self.settings.elevation.source == "gravity":
+            raise BadMessage(reason + " (elevation.source is 'gravity')")
+        self.log.warning(f"{reason}; elevation from the image only")
+        return None, f"{reason}; elevation from the image only"
 
-    def _job(self, frames: FrameSet, progress, cancel: threading.Event):
+    def _job(self, inputs: ReconstructionInputs, progress, cancel: threading.Event):
         if self._pipeline is None:
             raise NotActive("not active: the models were unloaded")
-        inputs = self._make_inputs(**frames.pipeline_kwargs())
         result = self._pipeline.reconstruct(inputs, progress=progress, cancel=cancel)
         mesh_uri = ""
-        if result.ok and self.settings.node.write_mesh:
-            stem = unique_stem(frames.object_id, frames.stamp_ns)
-            path = write_result_files(result, self.settings.pipeline.output_dir, stem,
-                                      self.settings.pipeline.mesh.format)  # fmt: skip
-            mesh_uri = path.as_uri()
+        if result.ok and self.settings.ros.write_mesh:
+            folder = Path(self.settings.ros.output_dir).expanduser().resolve() / unique_stem(inputs.object_id,
+                                                                                              inputs.stamp_ns)
+            path = write_result(folder, result, self.settings.mesh)
+            mesh_uri = (path.parent / f"mesh.{self.settings.mesh.format}").as_uri()
         return result, mesh_uri
 
     def run(self, request: Request, on_progress=None, should_cancel: Callable[[], bool] | None = None) -> Outcome:
         """Serve one request to the end (service and action callbacks); never raises."""
         try:
-            ticket, frames = self.submit(request, on_progress)
+            ticket, inputs = self.submit(request, on_progress)
         except NotActive as exc:
             return self._fail("inactive", str(exc))
         except Busy as exc:
             return self._fail("busy", str(exc))
-        except (BadMessage, InputError) as exc:
+        except InputError as exc:
             return self._fail("bad_input", f"bad input: {exc}")
         except Exception as exc:
             return self._fail("bad_input", f"bad input: unreadable message ({type(exc).__name__}: {exc})")
-        status, value = wait_for(ticket, self.settings.node.request_timeout_s, should_cancel)
+        status, value = wait_for(ticket, self.settings.ros.request_timeout_s, should_cancel)
         if status == "done":
             result, mesh_uri = value
             if not result.ok:
-                return self._fail("failed", f"reconstruction failed: {result.error}", frames)
-            return Outcome("done", _summary(frames, result), frames, result, mesh_uri)
-        if status == "cancelled" or (status == "error" and isinstance(value, self._cancelled)):
-            return self._fail("cancelled", f"cancelled during stage '{ticket.stage}'", frames)
+                return self._fail("failed", f"reconstruction failed: {result.error}", inputs)
+            return Outcome("done", _summary(result), inputs, result, mesh_uri)
+        if status == "cancelled" or (status == "error" and isinstance(value, Cancelled)):
+            return self._fail("cancelled", f"cancelled during stage '{ticket.stage}'", inputs)
         if status == "timeout":
-            timeout = self.settings.node.request_timeout_s
+            timeout = self.settings.ros.request_timeout_s
             return self._fail("timeout", f"timed out after {timeout:g} s (ros.request_timeout_s) in stage "
-                                         f"'{ticket.stage}'; cancelled", frames)  # fmt: skip
+                                         f"'{ticket.stage}'; cancelled", inputs)  # fmt: skip
         if isinstance(value, InputError):
-            return self._fail("bad_input", f"bad input: {value}", frames)
-        self.log.error(f"reconstruction of '{frames.object_id}' failed: {type(value).__name__}: {value}")
-        return self._fail("failed", f"reconstruction failed: {type(value).__name__}: {value}", frames)
+            return self._fail("bad_input", f"bad input: {value}", inputs)
+        self.log.error(f"reconstruction of '{inputs.object_id}' failed: {type(value).__name__}: {value}")
+        return self._fail("failed", f"reconstruction failed: {type(value).__name__}: {value}", inputs)
 
-    def _fail(self, status: str, message: str, frames: FrameSet | None = None) -> Outcome:
-        self.log.warning(f"request refused ({status}): {message}" if frames is None else f"request {status}: {message}")
-        return Outcome(status, message, frames)
+    def _fail(self, status: str, message: str, inputs: ReconstructionInputs | None = None) -> Outcome:
+        self.log.warning(f"request refused ({status}): {message}" if inputs is None else f"request {status}: {message}")
+        return Outcome(status, message, inputs)
 
 
-def _summary(frames: FrameSet, result) -> str:
+def _summary(result) -> str:
     n_faces = len(result.mesh.faces) if result.mesh is not None else 0
     elevation = "n/a" if result.elevation_deg is None else f"{result.elevation_deg:.1f} deg"
-    total = sum(result.timings.values())
-    return (f"'{frames.object_id}': {n_faces} faces in {result.frame_id} ({result.units}), "
-            f"elevation {elevation} ({result.elevation_source}), {total:.1f} s")  # fmt: skip
+    total = sum(v for k, v in result.timings.items() if "." not in k)
+    warnings = f"; warnings: {' | '.join(result.warnings)}" if result.warnings else ""
+    return (f"'{result.object_id}': {n_faces} faces in {result.frame_id} ({result.units}), "
+            f"elevation {elevation} ({result.elevation_source}), {total:.1f} s{warnings}")  # fmt: skip

@@ -42,3 +42,14 @@ def render_scene(mesh, elevation_deg: float, azimuth_deg: float, rng: np.random.
     c2w = cam.look_at(eye, center + off_axis)
     out = Renderer(mesh).render(DEMO_K, c2w, DEMO_WIDTH, DEMO_HEIGHT, supersample=2)
     return DemoScene(out.rgb, out.mask, out.depth, c2w, DEMO_K, elevation_deg, azimuth_deg)
+
+
+def demo_scene(name: str, seed: int = 0, elevation_deg: float | None = None) -> DemoScene:
+    """The demo's scene of a bundled object: elevation (seeded uniform in :data:`DEMO_ELEVATION_RANGE_DEG`
+    unless given), azimuth and the object's placement off the optical axis all drawn from ``seed``."""
+    from .assets import load_object
+
+    rng = np.random.default_rng(seed)
+    elevation = float(rng.uniform(*DEMO_ELEVATION_RANGE_DEG)) if elevation_deg is None else float(elevation_deg)
+    azimuth = float(rng.uniform(-180.0, 180.0))
+    return render_scene(load_object(name), elevation, azimuth, rng)

@@ -17,8 +17,9 @@ no ground truth leaks to the elevation estimator or the metric stage.
 
 Optional: ``generate_batch(requests: list[ViewRequest], input_polar_deg, progress,
 stage=1) -> list[images]`` runs the targets of several conditioning images at once
-(one denoising loop for a diffusion model); ``stage`` (1 or 2) selects the plan
-stage's step count. views/plan.py uses it when present.
+(one denoising loop for a diffusion model), each request with its own input polar when
+it has one; ``stage`` (1 or 2) selects the plan stage's step count. views/plan.py uses it
+when present.
 """
 
 from __future__ import annotations
@@ -33,12 +34,17 @@ ProgressFn = Callable[[int, int], None]
 
 @dataclass(frozen=True)
 class ViewRequest:
-    """One call's worth of targets for one conditioning image."""
+    """One call's worth of targets for one conditioning image.
+
+    ``input_polar_deg``: the absolute polar of this request's input view when known (Stable
+    Zero123 conditions on it); None = the call's ``input_polar_deg`` argument, else the default.
+    """
 
     cond_image: np.ndarray
     cond_pose: tuple[float, float]
     targets: tuple[tuple[float, float, float], ...]
     seeds: tuple[int, ...]
+    input_polar_deg: float | None = None
 
 
 @runtime_checkable

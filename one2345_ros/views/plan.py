@@ -13,6 +13,11 @@ C     the chosen ring, 4-7 or 8-11 (skipped with both_rings) input         1
 D     stage-2 neighbours of the ring (16)                    ring views    2
 ====  =====================================================  ===========  =======
 
+The polar estimate between B and C is the pipeline's (elevation/), not the plan's:
+:class:`ViewPlan` runs A+B (:meth:`ViewPlan.first_views`), hands back the four elevation
+views, and runs C+D for the polar it is given (:meth:`ViewPlan.complete`). Several objects
+share every call (one denoising loop for all of them).
+
 Stage-2 conditioning images are cleaned as the original does (pixels >= 253 set
 to 255). Every view has its own seed (``seed + view number``), so with a seeded
 generator the images do not depend on this batching.
@@ -20,47 +25,53 @@ generator the images do not depend on this batching.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
 
-from ..geometry.cameras import ELEVATION_VIEW_OFFSETS, STAGE1_OFFSETS, PlannedView, one2345_plan, stage1_indices
-from ..types import STAGE2_INPUT_WHITE_THRESHOLD
+from ..geometry import cameras as cam
+from ..geometry.cameras import ELEVATION_VIEW_OFFSETS, STAGE1_OFFSETS, one2345_plan, stage1_indices
 from ..timing import StageProgressFn, StageTimer
+from ..types import STAGE2_INPUT_WHITE_THRESHOLD, ViewSet
 from .base import ViewGenerator, ViewRequest
 
-FALLBACK_POLAR_DEG = 90.0
-"""Polar used when the estimate fails (One-2-3-45 run.py)."""
-
-PolarEstimator = Callable[[Sequence[np.ndarray]], "float | None"]
-"""Four views 0_0..0_3 (uint8 [256, 256, 3]) -> input polar in degrees, or None when unreliable."""
+SECOND_RINGS = (4, 5, 6, 7, 8, 9, 10, 11)
 
 
 @dataclass
-class PlanResult:
-    """The 40 planned images and the polar they were planned for."""
+class PlannedViews:
+    """One object's 40 planned views, posed once, in the canonical frame (input view at azimuth 0).
 
-    images: dict[str, np.ndarray]
-    """Plan name ("0", "4", "0_2", ...) -> uint8 [256, 256, 3], in cameras.one2345_plan order."""
+    ``views``: ViewSet in cameras.one2345_plan order, names "0", "4", "0_2", ...; its
+    ``reference_c2w`` is the input camera (One-2-3-45's stage1_8/0.png). ``stages``: 1 or 2 per view.
+    """
+
+    views: ViewSet
+    stages: tuple[int, ...]
     polar_deg: float
-    """Input polar used to choose the ring and the poses (estimate, or the fallback)."""
-    polar_source: str
-    """'estimate' or 'fallback'."""
+    """Input polar the poses and the second ring were chosen for."""
     conditioning_polar_deg: float | None
-    """Input polar given to the generator before the estimate (Stable Zero123's prior); None = generator default."""
-    plan: list[PlannedView]
-    timings: dict[str, float] = field(default_factory=dict)
+    """Input polar given to the generator before the elevation was known (Stable Zero123's prior); None = its default."""
 
-    def stage2(self) -> tuple[list[PlannedView], np.ndarray]:
-        """The 32 reconstruction sources: plan entries and images (32, 256, 256, 3)."""
-        views = [v for v in self.plan if v.stage == 2]
-        return views, np.stack([self.images[v.name] for v in views])
+    def sources(self) -> ViewSet:
+        """The 32 stage-2 views: what the reconstruction uses."""
+        return self.views.select([i for i, s in enumerate(self.stages) if s == 2])
 
-    def ordered(self) -> tuple[list[str], np.ndarray]:
-        """All 40 views in plan order (for contact sheets and views folders)."""
-        names = [v.name for v in self.plan]
-        return names, np.stack([self.images[n] for n in names])
+
+def posed_views(images: dict[str, np.ndarray], polar_deg: float, conditioning_polar_deg: float | None) -> PlannedViews:
+    """The plan's views for ``polar_deg``, posed from cameras.one2345_plan: the one place poses are derived."""
+    plan = one2345_plan(polar_deg)
+    stack = np.stack([images[v.name] for v in plan])
+    views = ViewSet(
+        images=stack,
+        K=np.broadcast_to(cam.view_intrinsics(stack.shape[1]), (len(plan), 3, 3)).copy(),
+        c2w=np.stack([v.c2w() for v in plan]),
+        names=[v.name for v in plan],
+        near_far=cam.ONE2345_NEAR_FAR,
+        reference_c2w=cam.spherical_to_c2w(polar_deg, 0.0),
+    )
+    return PlannedViews(views, tuple(v.stage for v in plan), float(polar_deg), conditioning_polar_deg)
 
 
 def view_seed(seed: int, name: str) -> int:
@@ -81,86 +92,110 @@ def clean_stage2_input(image: np.ndarray) -> np.ndarray:
 def run_batch(
     generator: ViewGenerator,
     requests: list[ViewRequest],
-    input_polar_deg: float | None,
     stage: int,
     progress: Callable[[int, int], None] | None,
 ) -> list[np.ndarray]:
     """One batch: ``generate_batch`` (one denoising loop) when the generator has it, else one call per request."""
     if hasattr(generator, "generate_batch"):
-        return generator.generate_batch(requests, input_polar_deg, progress, stage=stage)
+        return generator.generate_batch(requests, None, progress, stage=stage)
     out = []
     for k, r in enumerate(requests):
         inner = None if progress is None else (lambda d, t, k=k: progress(k * t + d, len(requests) * t))
-        out.append(generator.generate(r.cond_image, r.cond_pose, r.targets, input_polar_deg, r.seeds, inner))
+        out.append(generator.generate(r.cond_image, r.cond_pose, r.targets, r.input_polar_deg, r.seeds, inner))
     return out
 
 
-def run_one2345_plan(
-    generator: ViewGenerator,
-    input_image: np.ndarray,
-    estimate_polar: PolarEstimator,
-    seed: int = 0,
-    input_polar_prior_deg: float | None = None,
-    both_rings: bool = False,
-    input_azimuth_deg: float = 0.0,
-    progress: StageProgressFn | None = None,
-) -> PlanResult:
-    """Generate the 8 stage-1 and 32 stage-2 views of One-2-3-45 for ``input_image`` (uint8 [256, 256, 3]).
+class ViewPlan:
+    """One-2-3-45's view plan for one or several objects, in two steps around the elevation estimate.
 
-    ``input_polar_prior_deg`` (e.g. from gravity) is what the generator gets as the
-    input polar until the estimate exists; ``input_azimuth_deg`` only sets the
-    absolute azimuths of the returned plan.
+    Args:
+        generator: any ViewGenerator (Zero123, the oracle...).
+        input_images: one uint8 [256, 256, 3] preprocessed input per object.
+        seed: base seed (:func:`view_seed`), the same for every object.
+        both_rings: generate both second-ring candidates in the first call (one fewer sequential call).
+        progress: ``callback(stage, fraction of the plan done)``.
+        timer: receives views_stage1 / views_stage2 seconds.
     """
-    timer = StageTimer()
-    rings = {1: list(range(4, 8)), 2: list(range(8, 12))}
-    total = 44 if both_rings else 40
-    done = [0]
 
-    def batch(requests, polar, stage, timing_key):
-        n = sum(len(r.targets) for r in requests)
+    def __init__(
+        self,
+        generator: ViewGenerator,
+        input_images: Sequence[np.ndarray],
+        seed: int = 0,
+        both_rings: bool = False,
+        progress: StageProgressFn | None = None,
+        timer: StageTimer | None = None,
+    ):
+        self.generator = generator
+        self.inputs = list(input_images)
+        self.seed = seed
+        self.both_rings = both_rings
+        self.progress = progress
+        self.timer = timer or StageTimer()
+        self.images: list[dict[str, np.ndarray]] = [{} for _ in self.inputs]
+        self.priors: list[float | None] = [None] * len(self.inputs)
+        self._done = 0
+        self._total = len(self.inputs) * (44 if both_rings else 40)
 
-        def inner(d, t):
-            if progress is not None:
-                progress(timing_key, (done[0] + n * d / max(t, 1)) / total)
+    # ------------------------------------------------------------------ steps
 
-        with timer.stage(timing_key):
-            out = run_batch(generator, requests, polar, stage, inner if progress else None)
-        done[0] += n
-        if progress is not None:
-            progress(timing_key, done[0] / total)
-        return out
+    def first_views(self, polar_priors: Sequence[float | None] | None = None) -> list[np.ndarray]:
+        """Stage-1 views 0-3 (and both rings with ``both_rings``) and their stage-2 neighbours.
 
-    def stage1_request(indices):
-        targets = tuple((STAGE1_OFFSETS[i][0], STAGE1_OFFSETS[i][1], 0.0) for i in indices)
-        return ViewRequest(input_image, (0.0, 0.0), targets, tuple(view_seed(seed, str(i)) for i in indices))
+        ``polar_priors``: each object's absolute input polar when known before any image
+        (gravity), for Stable Zero123. Returns each object's four elevation views
+        ``0_0..0_3`` (uint8 [4, 256, 256, 3]).
+        """
+        self.priors = list(polar_priors) if polar_priors is not None else [None] * len(self.inputs)
+        first = [0, 1, 2, 3] + (list(SECOND_RINGS) if self.both_rings else [])
+        self._stage1([first] * len(self.inputs), self.priors, "first views")
+        self._stage2([[0, 1, 2, 3]] * len(self.inputs), self.priors, "first views")
+        return [np.stack([imgs[f"0_{j}"] for j in range(4)]) for imgs in self.images]
 
-    def stage2_request(i, image):
+    def complete(self, polars_deg: Sequence[float]) -> list[PlannedViews]:
+        """The second ring chosen by each object's polar, its stage-2 neighbours, and every view posed."""
+        polars = [float(p) for p in polars_deg]
+        rings = [stage1_indices(p)[4:] for p in polars]
+        if not self.both_rings:
+            self._stage1(rings, polars, "remaining views")
+        self._stage2(rings, polars, "remaining views")
+        return [posed_views(imgs, p, prior) for imgs, p, prior in zip(self.images, polars, self.priors)]
+
+    # ------------------------------------------------------------------ batches
+
+    def _stage1(self, indices: list[list[int]], polars, label: str) -> None:
+        requests = []
+        for k, (image, idx, polar) in enumerate(zip(self.inputs, indices, polars)):
+            targets = tuple((STAGE1_OFFSETS[i][0], STAGE1_OFFSETS[i][1], 0.0) for i in idx)
+            seeds = tuple(view_seed(self.seed, str(i)) for i in idx)
+            requests.append(ViewRequest(image, (0.0, 0.0), targets, seeds, polar))
+        for k, (idx, views) in enumerate(zip(indices, self._run(requests, 1, "views_stage1", label))):
+            self.images[k].update({str(i): v for i, v in zip(idx, views)})
+
+    def _stage2(self, parents: list[list[int]], polars, label: str) -> None:
+        requests, owners = [], []
         targets = tuple((dp, da, 0.0) for dp, da in ELEVATION_VIEW_OFFSETS)
-        names = [f"{i}_{j}" for j in range(len(ELEVATION_VIEW_OFFSETS))]
-        pose = STAGE1_OFFSETS[i]
-        return ViewRequest(clean_stage2_input(image), pose, targets, tuple(view_seed(seed, n) for n in names))
+        for k, (idx, polar) in enumerate(zip(parents, polars)):
+            for i in idx:
+                names = [f"{i}_{j}" for j in range(len(ELEVATION_VIEW_OFFSETS))]
+                cond = clean_stage2_input(self.images[k][str(i)])
+                seeds = tuple(view_seed(self.seed, n) for n in names)
+                requests.append(ViewRequest(cond, STAGE1_OFFSETS[i], targets, seeds, polar))
+                owners.append((k, i))
+        for (k, i), views in zip(owners, self._run(requests, 2, "views_stage2", label)):
+            self.images[k].update({f"{i}_{j}": v for j, v in enumerate(views)})
 
-    stage1: dict[int, np.ndarray] = {}
-    first = [0, 1, 2, 3] + (rings[1] + rings[2] if both_rings else [])
-    (views,) = batch([stage1_request(first)], input_polar_prior_deg, 1, "views_stage1")
-    stage1.update(zip(first, views))
+    def _run(self, requests: list[ViewRequest], stage: int, timing_key: str, label: str) -> list[np.ndarray]:
+        n = sum(len(r.targets) for r in requests)
+        report = self.progress
 
-    stage2: dict[str, np.ndarray] = {}
-    for i, views in zip(range(4), batch([stage2_request(i, stage1[i]) for i in range(4)], input_polar_prior_deg, 2, "views_stage2")):
-        stage2.update({f"{i}_{j}": v for j, v in enumerate(views)})
+        def inner(done: int, total: int) -> None:
+            if report is not None:
+                report(label, (self._done + n * done / max(total, 1)) / self._total)
 
-    with timer.stage("elevation"):
-        estimate = estimate_polar([stage2[f"0_{j}"] for j in range(4)])
-    polar, source = (float(estimate), "estimate") if estimate is not None else (FALLBACK_POLAR_DEG, "fallback")
-    ring = stage1_indices(polar)[4:]
-
-    if not both_rings:
-        (views,) = batch([stage1_request(ring)], polar, 1, "views_stage1")
-        stage1.update(zip(ring, views))
-    results = batch([stage2_request(i, stage1[i]) for i in ring], polar, 2, "views_stage2")
-    for i, views in zip(ring, results):
-        stage2.update({f"{i}_{j}": v for j, v in enumerate(views)})
-
-    plan = one2345_plan(polar, input_azimuth_deg)
-    images = {v.name: (stage1[int(v.name)] if v.stage == 1 else stage2[v.name]) for v in plan}
-    return PlanResult(images, polar, source, input_polar_prior_deg, plan, dict(timer.timings))
+        with self.timer.stage(timing_key):
+            out = run_batch(self.generator, requests, stage, inner if report else None)
+        self._done += n
+        if report is not None:
+            report(label, self._done / self._total)
+        return out

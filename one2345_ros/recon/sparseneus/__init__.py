@@ -5,14 +5,12 @@ docs/sparseneus.md for the torchsparse kernel mapping and the BatchNorm modes.
 """
 
 from .checkpoint import CheckpointMismatchError, WeightsNotFoundError, load_sparseneus, resolve_checkpoint
-from .extract import NoSurfaceError
 from .network import ONE2345_ARCH, SparseNeuS, SparseNeuSArch
 from .reconstruct import reconstruct_sparseneus
 
 __all__ = [
     "ONE2345_ARCH",
     "CheckpointMismatchError",
-    "NoSurfaceError",
     "SparseNeuS",
     "SparseNeuSArch",
     "WeightsNotFoundError",

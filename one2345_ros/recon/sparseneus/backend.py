@@ -1,11 +1,9 @@
-"""SparseNeuS behind the reconstructor interface (views -> coloured trimesh)."""
+"""SparseNeuS behind the reconstructor interface (views -> Surface for the mesh stage)."""
 
 from __future__ import annotations
 
-import numpy as np
-import trimesh
-
-from ...config import MeshConfig, SparseNeuSConfig
+from ...config import SparseNeuSConfig
+from ...mesh.extract import Surface
 from ...timing import StageTimer
 
 
@@ -15,21 +13,13 @@ class SparseNeuSReconstructor:
 
     name = "sparseneus"
 
-    def __init__(self, cfg: SparseNeuSConfig, mesh_cfg: MeshConfig, checkpoint: str = "", network=None):
-        from . import load_sparseneus
+    def __init__(self, cfg: SparseNeuSConfig, checkpoint: str = "", network=None):
+        from .checkpoint import load_sparseneus
 
         self.cfg = cfg
-        self.mesh_cfg = mesh_cfg
         self.network = network if network is not None else load_sparseneus(checkpoint or None, cfg)
-        self.timer = StageTimer()
-        """Per-stage seconds of the last call (features, cost_volume, cnn_3d, ...)."""
 
-    def reconstruct(self, views) -> trimesh.Trimesh:
-        from ...mesh.clean import clean_mesh
-        from . import reconstruct_sparseneus
+    def reconstruct(self, views) -> Surface:
+        from .reconstruct import reconstruct_sparseneus
 
-        self.timer = StageTimer()
-        verts, faces, colors = reconstruct_sparseneus(views, self.cfg, self.network, timer=self.timer)
-        rgba = np.concatenate([colors, np.full((len(colors), 1), 255, np.uint8)], axis=1)
-        mesh = trimesh.Trimesh(verts, faces, vertex_colors=rgba, process=False)
-        return clean_mesh(mesh, self.mesh_cfg)
+        return reconstruct_sparseneus(views, self.cfg, self.network, timer=StageTimer())

@@ -20,10 +20,9 @@ from pathlib import Path
 
 import torch
 
-from ...config import SparseNeuSConfig
+from ...config import SPARSENEUS_ENV, SparseNeuSConfig
 from .network import ONE2345_ARCH, SparseNeuS, SparseNeuSArch
 
-ENV_VAR = "ONE2345_SPARSENEUS"
 HF_LOCATION = "Hugging Face repo One-2-3-45/code, file SparseNeuS_demo_v1/exp/lod0/checkpoints/ckpt_215000.pth"
 NON_NETWORK_ENTRIES = ("optimizer", "iter_step", "val_step")
 TOLERATED_MISSING = frozenset(
@@ -36,6 +35,10 @@ class WeightsNotFoundError(FileNotFoundError):
     """The checkpoint is not configured or not at the given path; the message says how to get it."""
 
 
+class CorruptCheckpointError(ValueError):
+    """The checkpoint file cannot be read (truncated, not a PyTorch file)."""
+
+
 class CheckpointMismatchError(ValueError):
     """The checkpoint's keys or shapes differ from the network's; ``differences`` lists them."""
 
@@ -45,20 +48,17 @@ class CheckpointMismatchError(ValueError):
         super().__init__(f"{path}: not a One-2-3-45 SparseNeuS lod0 checkpoint ({len(differences)} differences):\n  {lines}")
 
 
-def resolve_checkpoint(path: str | os.PathLike | None = None) -> Path:
-    """The checkpoint path from ``path`` (--checkpoint / config) or $ONE2345_SPARSENEUS."""
-    source = "--checkpoint" if path else f"${ENV_VAR}"
-    value = str(path) if path else os.environ.get(ENV_VAR, "")
-    if not value:
+def resolve_checkpoint(path: str | os.PathLike | None) -> Path:
+    """The checkpoint file configured as ``sparseneus.checkpoint`` (config.resolve_environment already
+    filled it from $ONE2345_SPARSENEUS when empty); WeightsNotFoundError says how to get it."""
+    if not path:
         raise WeightsNotFoundError(
-            f"no SparseNeuS checkpoint configured: pass --checkpoint PATH or set ${ENV_VAR} "
-            f"(looked in both). Download ckpt_215000.pth from the {HF_LOCATION}."
+            f"no SparseNeuS checkpoint configured: pass --sparseneus PATH, set sparseneus.checkpoint or "
+            f"${SPARSENEUS_ENV}. Download ckpt_215000.pth from the {HF_LOCATION}."
         )
-    p = Path(value).expanduser()
+    p = Path(path).expanduser()
     if not p.is_file():
-        raise WeightsNotFoundError(
-            f"SparseNeuS checkpoint not found: {p} (from {source}). Download ckpt_215000.pth from the {HF_LOCATION}."
-        )
+        raise WeightsNotFoundError(f"SparseNeuS checkpoint not found: {p}. Download ckpt_215000.pth from the {HF_LOCATION}.")
     return p
 
 
@@ -72,6 +72,9 @@ def read_checkpoint(path: str | os.PathLike, allow_pickle: bool = False) -> dict
             [f"refused by torch.load(weights_only=True): {str(exc).splitlines()[0]} "
              "(set sparseneus.allow_pickle only for a file you trust)"],
         ) from exc
+    except Exception as exc:  # torch raises RuntimeError, EOFError, ... for truncated or foreign files
+        raise CorruptCheckpointError(f"{path}: corrupt or truncated checkpoint, torch.load failed: "
+                                     f"{type(exc).__name__}: {exc}. Download it again ({HF_LOCATION}).") from exc
     if not isinstance(ckpt, dict):
         raise CheckpointMismatchError(path, [f"top level is a {type(ckpt).__name__}, expected a dict"])
     return ckpt
@@ -128,7 +131,7 @@ def load_sparseneus(
 ) -> SparseNeuS:
     """The network with the checkpoint's weights, configured from ``cfg`` (BN mode, backend).
 
-    ``path`` defaults to cfg.checkpoint, then $ONE2345_SPARSENEUS.
+    ``path`` defaults to cfg.checkpoint.
     """
     cfg = cfg or SparseNeuSConfig()
     p = resolve_checkpoint(path or cfg.checkpoint or None)

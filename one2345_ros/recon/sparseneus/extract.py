@@ -1,4 +1,4 @@
-"""Mesh extraction: SDF on a res^3 grid over [-1, 1]^3, marching cubes, vertex colours.
+"""SDF on a res^3 grid over [-1, 1]^3 and the rendering network's vertex colours (marching cubes is the mesh stage's).
 
 The original evaluates the SDF at every point of the grid (64^3 chunks) and runs
 PyMCubes on -SDF. ``near_surface=True`` evaluates a coarse grid first and the fine
@@ -15,14 +15,9 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from skimage import measure
 
 SdfFn = Callable[[torch.Tensor], torch.Tensor]
 """Points (P, 3) float32 in [-1, 1]^3 -> SDF (P,), negative inside."""
-
-
-class NoSurfaceError(ValueError):
-    """The SDF has no zero crossing in the grid, so there is no mesh."""
 
 
 def _grid_axis(res: int, device) -> torch.Tensor:
@@ -79,22 +74,6 @@ def sdf_grid(
     ix, iy, iz = torch.nonzero(sel, as_tuple=True)
     fine[ix, iy, iz] = _evaluate(sdf_fn, _points(axis, ix, iy, iz), chunk)
     return fine.cpu().numpy(), int(rc**3 + ix.numel())
-
-
-def marching_cubes(sdf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Zero level set of an SDF grid over [-1, 1]^3 -> vertices (V, 3) float64, faces (F, 3).
-
-    scikit-image on the SDF itself (negative inside) orients faces outward, the
-    same surface the original gets from PyMCubes on -SDF.
-    """
-    if not (sdf.min() < 0 < sdf.max()):
-        raise NoSurfaceError(
-            f"the SDF has no zero crossing on the {sdf.shape[0]}^3 grid (range {sdf.min():.3g}..{sdf.max():.3g})"
-        )
-    verts, faces, _, _ = measure.marching_cubes(sdf, level=0.0)
-    res = sdf.shape[0]
-    verts = verts.astype(np.float64) / (res - 1) * 2.0 - 1.0
-    return verts, faces.astype(np.int64)
 
 
 def _cam2pixel(proj: torch.Tensor, pts: torch.Tensor, width: int, height: int):

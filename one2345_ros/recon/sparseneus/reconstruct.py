@@ -1,4 +1,8 @@
-"""Views -> coloured mesh with the SparseNeuS network (One-2-3-45 export_mesh, lod0)."""
+"""Views -> SDF and colours with the SparseNeuS network (One-2-3-45 export_mesh, lod0).
+
+The network's SDF on the mesh grid and its rendering network's vertex colours go to the one
+mesh stage (:func:`one2345_ros.mesh.make_mesh`) as a :class:`~one2345_ros.mesh.extract.Surface`.
+"""
 
 from __future__ import annotations
 
@@ -7,21 +11,18 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ...config import SparseNeuSConfig
+from ...config import SparseNeuSConfig, torch_device
+from ...mesh import world_similarity
+from ...mesh.extract import SdfGrid, Surface
 from ...types import InputError, ViewSet
 from ...timing import StageTimer
 from .checkpoint import load_sparseneus
-from .extract import marching_cubes, sdf_grid, vertex_colors
+from .extract import sdf_grid, vertex_colors
 from .frame import ReconstructionFrame, reconstruction_frame
 from .network import SparseNeuS, active_voxels, cost_volume
 
-STAGES = ("features", "cost_volume", "cnn_3d", "sdf_grid", "marching_cubes", "colors")
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+STAGES = ("features", "cost_volume", "cnn_3d", "sdf_grid")
+"""Stages timed here; the mesh stage adds marching_cubes, clean and colors."""
 
 
 @dataclass
@@ -49,11 +50,11 @@ def reconstruct_sparseneus(
     network: SparseNeuS | None = None,
     timer: StageTimer | None = None,
     stats: SparseNeuSStats | None = None,
-):
-    """Mesh of the object seen by ``views``, in the views' world frame.
+) -> Surface:
+    """The SDF of the object seen by ``views`` on a ``mesh_resolution``^3 grid over the normalised
+    [-1, 1]^3 cube, its map to the views' world frame, and the rendering network's colours.
 
-    Returns vertices (V, 3) float64, faces (F, 3) int64 (outward), colours (V, 3)
-    uint8. ``network`` defaults to the checkpoint of ``cfg`` (never random weights).
+    ``network`` defaults to the checkpoint of ``cfg`` (never random weights).
     """
     cfg = cfg or SparseNeuSConfig()
     timer = timer or StageTimer()
@@ -61,7 +62,7 @@ def reconstruct_sparseneus(
     _check_views(views)
     net = network if network is not None else load_sparseneus(None, cfg)
     net.configure(batchnorm=cfg.batchnorm, backend=cfg.backend)
-    device = resolve_device(cfg.device)
+    device = torch_device(cfg.device)
     net = net.to(device)
     frame = reconstruction_frame(views)
     stats.center, stats.radius = frame.center.tolist(), frame.radius
@@ -90,21 +91,19 @@ def reconstruct_sparseneus(
             chunk=cfg.chunk_points,
             device=device,
         )
-    with timer.stage("marching_cubes"):
-        verts_n, faces = marching_cubes(grid)
-    with timer.stage("colors"):
-        centers = torch.from_numpy(frame.c2w[:, :3, 3]).float().to(device)
-        colors = vertex_colors(
-            net,
-            torch.from_numpy(verts_n).float().to(device),
-            volume,
-            mask[None, None].float(),
-            fused,
-            images,
-            proj,
-            centers,
-        )
-    return frame.to_world(verts_n), faces, colors
+    centers = torch.from_numpy(frame.c2w[:, :3, 3]).float().to(device)
+
+    def colors(vertices_n: np.ndarray) -> np.ndarray:
+        """Rendering-network colours (V, 3) uint8 of vertices in the normalised frame."""
+        verts = torch.from_numpy(np.ascontiguousarray(vertices_n)).float().to(device)
+        return vertex_colors(net, verts, volume, mask[None, None].float(), fused, images, proj, centers)
+
+    return Surface(
+        grid=SdfGrid(values=grid, bbox=np.array([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]])),
+        grid_to_world=world_similarity(frame.radius, frame.center, frame.ref_c2w),
+        colors=colors,
+        timings=dict(timer.timings),
+    )
 
 
 __all__ = [

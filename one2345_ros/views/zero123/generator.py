@@ -17,7 +17,7 @@ from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
 from PIL import Image
 
 from ...geometry.cameras import VIEW_SIZE
-from ...config import Zero123Config
+from ...config import Zero123Config, torch_device
 from ..base import ProgressFn, ViewRequest, check_generate_args
 from .pipeline import Zero123Pipeline, image_to_tensor, to_output
 
@@ -43,23 +43,10 @@ PRESETS = {
 }
 
 
-class Zero123DeviceError(ValueError):
-    """Zero123 was asked to run where it should not (CPU without allow_cpu, missing CUDA)."""
-
-
-def resolve_device(device: str = "auto", allow_cpu: bool = False) -> torch.device:
-    """The device Zero123 runs on; refuses a CPU unless ``allow_cpu``."""
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise Zero123DeviceError(f"zero123.device is {device!r} but CUDA is not available")
-    if dev.type == "cpu" and not allow_cpu:
-        raise Zero123DeviceError(
-            "Zero123 would run on the CPU: one reconstruction (40 views x 50-75 denoising steps of an 860M-parameter "
-            "UNet) takes hours there. Use a CUDA GPU, or set zero123.allow_cpu: true (--allow-cpu) to run anyway."
-        )
-    return dev
+CPU_REFUSAL = (
+    "Zero123 would run on the CPU: one reconstruction (40 views x 50-75 denoising steps of an 860M-parameter "
+    "UNet) takes hours there. Use a CUDA GPU, or set zero123.allow_cpu: true (--allow-cpu) to run anyway."
+)
 
 
 def make_scheduler(preset: str, base_config):
@@ -105,7 +92,7 @@ class Zero123Generator:
         """Load weights (``cfg.model`` or $ONE2345_ZERO123), apply the device policy and speed options."""
         from .loading import load_zero123, resolve_zero123_source
 
-        device = resolve_device(cfg.device, cfg.allow_cpu)
+        device = torch_device(cfg.device, cfg.allow_cpu, CPU_REFUSAL)
         if cfg.dtype not in DTYPES:
             raise ValueError(f"zero123.dtype must be one of {sorted(DTYPES)}, got {cfg.dtype!r}")
         source = resolve_zero123_source(cfg.model or None)
@@ -177,11 +164,14 @@ class Zero123Generator:
         Stable Zero123's conditioning polar is the input's absolute polar (or 90 when
         unknown) plus the request's cond polar offset.
         """
-        base_polar = DEFAULT_COND_POLAR_DEG if input_polar_deg is None else float(input_polar_deg)
+        def base(r: ViewRequest) -> float:
+            polar = r.input_polar_deg if r.input_polar_deg is not None else input_polar_deg
+            return DEFAULT_COND_POLAR_DEG if polar is None else float(polar)
+
         d_polar = [t[0] for r in requests for t in r.targets]
         d_az = [t[1] for r in requests for t in r.targets]
         d_r = [t[2] for r in requests for t in r.targets]
-        cond_polar = [base_polar + r.cond_pose[0] for r in requests for _ in r.targets]
+        cond_polar = [base(r) + r.cond_pose[0] for r in requests for _ in r.targets]
         return self.pipe.camera_embeddings(d_polar, d_az, d_r, cond_polar)
 
     def _encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

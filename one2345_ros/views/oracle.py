@@ -26,20 +26,11 @@ import trimesh
 
 from ..geometry import cameras
 from ..geometry.render import RenderResult, Renderer, Shading
-from ..views.base import ProgressFn, ViewRequest, check_generate_args
+from .base import ProgressFn, ViewRequest, check_generate_args
 
-SCALE_FIT_OVERSAMPLE = 4
-"""The silhouette size is measured on a render this many times finer than the view,
-so the fitted fill is accurate to a fraction of a view pixel."""
-
-SCALE_FIT_TOLERANCE_PX = 1.0 / SCALE_FIT_OVERSAMPLE
-"""The measured side is quantised to 1/SCALE_FIT_OVERSAMPLE view pixels."""
-SCALE_FIT_MAX_ITERATIONS = 12
-SCALE_BRACKET = 0.05
-"""Relative half-width of the bisection bracket around the coarse scale."""
-RECENTRE_MAX_ITERATIONS = 10
-RECENTRE_TOLERANCE_PX = 1.0 / SCALE_FIT_OVERSAMPLE
-"""The silhouette box is measured to 1/SCALE_FIT_OVERSAMPLE view pixels."""
+RECENTRE_MAX_ITERATIONS = 30
+RECENTRE_TOLERANCE_PX = 1e-3
+"""The silhouette box centre ends within this of the view centre (view pixels)."""
 
 
 class OracleGenerator:
@@ -80,6 +71,7 @@ class OracleGenerator:
         self.supersample = int(supersample)
         self.K = cameras.view_intrinsics(self.size)
         self._renderer = Renderer(mesh, shading=shading)
+        self._vertices = np.asarray(mesh.vertices, dtype=np.float64)
         lo, hi = mesh.bounds
         self.bbox_center = (lo + hi) / 2.0
         """Bounding-box centre of the object in the mesh frame (the elevation truth's centre)."""
@@ -120,17 +112,14 @@ class OracleGenerator:
         above). Zero123 imagines the camera orbiting the point its input looks at,
         so the oracle orbits the point whose projection is the crop's principal
         point (128) when the silhouette box is centred (127.5), at the depth of the
-        box centre. Fixed-point iteration: each step re-renders the input view.
+        box centre. Fixed-point iteration on the exact (continuous) silhouette box.
         """
-        f = SCALE_FIT_OVERSAMPLE
-        K = cameras.scale_intrinsics(self.K, f)
         target = (self.size - 1) / 2.0
+        error = float("inf")
         for _ in range(RECENTRE_MAX_ITERATIONS):
             c2w = self.mesh_c2w(self.input_c2w_canonical())
-            hit = self._renderer.hit_mask(K, c2w, self.size * f, self.size * f)
-            rows, cols = np.nonzero(hit.any(axis=1))[0], np.nonzero(hit.any(axis=0))[0]
-            # silhouette box centre in view pixels (pixel centres at integers)
-            uv = (np.array([cols[0] + cols[-1], rows[0] + rows[-1]]) / 2.0 + 0.5) / f - 0.5
+            u0, u1, v0, v1 = self._silhouette_box(self.scale)
+            uv = np.array([(u0 + u1) / 2.0, (v0 + v1) / 2.0])
             error = float(np.max(np.abs(uv - target)))
             if error <= RECENTRE_TOLERANCE_PX:
                 return
@@ -138,9 +127,8 @@ class OracleGenerator:
             depth = cameras.ZERO123_RADIUS / self.scale
             new_center = cameras.unproject(shift[None], np.array([depth]), self.K, c2w)[0]
             self._set_frame(new_center)
-        if error <= 1.0:  # quantised measurements can cycle within a pixel; good enough
-            return
-        raise RuntimeError(f"oracle recentring did not converge (silhouette box centre {error:.2f} px off)")
+        if error > 0.05:
+            raise RuntimeError(f"oracle recentring did not converge (silhouette box centre {error:.3f} px off)")
 
     # ------------------------------------------------------------------ frames
 
@@ -166,50 +154,45 @@ class OracleGenerator:
 
     # ------------------------------------------------------------------ scale
 
-    def _silhouette_side_px(self, scale: float, f: int) -> float:
-        """Larger side (view pixels) of the input view's silhouette bbox at ``scale``,
-        measured on a render ``f`` times finer than the view; inf if it touches the border."""
-        K = cameras.scale_intrinsics(self.K, f)
-        hit = self._renderer.hit_mask(K, self.mesh_c2w(self.input_c2w_canonical(), scale), self.size * f, self.size * f)
-        if not hit.any():
-            raise ValueError("the object is not visible from the input camera direction")
-        rows, cols = np.nonzero(hit.any(axis=1))[0], np.nonzero(hit.any(axis=0))[0]
-        if rows[0] == 0 or cols[0] == 0 or rows[-1] == hit.shape[0] - 1 or cols[-1] == hit.shape[1] - 1:
-            return float("inf")  # clipped by the image border: too large to measure
-        # (max - min + 1) pixels, as a bounding box of a view-resolution mask counts them
-        return max(rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1) / f
+    def _silhouette_box(self, scale: float) -> tuple[float, float, float, float]:
+        """(u_min, u_max, v_min, v_max), view pixels, of the input view's silhouette at ``scale``.
+
+        Exact and continuous: a triangle projects inside the hull of its vertices'
+        projections, so the silhouette's box is the projected vertices' box (no render,
+        no pixel quantisation). +-inf when part of the object is behind the camera.
+        """
+        w2c = cameras.invert_rigid(self.mesh_c2w(self.input_c2w_canonical(), scale))
+        uv, depth = cameras.project(self._vertices, self.K, w2c)
+        if np.any(depth <= 0):
+            return -np.inf, np.inf, -np.inf, np.inf
+        return float(uv[:, 0].min()), float(uv[:, 0].max()), float(uv[:, 1].min()), float(uv[:, 1].max())
+
+    def _silhouette_side_px(self, scale: float) -> float:
+        """Larger side of the silhouette's box: what preprocessing scales to ``fill_ratio`` of the view."""
+        u0, u1, v0, v1 = self._silhouette_box(scale)
+        return max(u1 - u0, v1 - v0)
 
     def _fit_scale(self) -> float:
+        """The scale at which the silhouette side fills ``fill_ratio`` of the view (a monotone 1-D root)."""
+        from scipy.optimize import brentq
+
         target = self.fill_ratio * self.size
         lo, hi = self.mesh.bounds
-        # first guess from the orthographic size; perspective makes the rest iterative
-        scale = target * cameras.ZERO123_RADIUS / (self.K[0, 0] * float(np.max(hi - lo)))
-        # Coarse fixed-point steps at view resolution (cheap), then a bisection on
-        # the fine render: the side grows monotonically with the scale but in
-        # quantised jumps (thin parts appear a pixel row at a time), which can make a
-        # fixed-point update cycle around the target; a bracket cannot.
-        best = (float("inf"), scale)
-        for _ in range(SCALE_FIT_MAX_ITERATIONS):
-            side = self._silhouette_side_px(scale, 1)
-            best = min(best, (abs(side - target), scale))
-            if abs(side - target) <= 1.0:
+        # first guess from the orthographic size; perspective moves the root a little
+        guess = target * cameras.ZERO123_RADIUS / (self.K[0, 0] * float(np.max(hi - lo)))
+        low, high = 0.5 * guess, 1.5 * guess
+        for _ in range(40):  # widen the bracket until it holds the root
+            if self._silhouette_side_px(low) < target:
                 break
-            scale *= 0.7 if side == float("inf") else target / side
-        scale = best[1]
-        f = SCALE_FIT_OVERSAMPLE
-        lo, hi = scale * (1.0 - SCALE_BRACKET), scale * (1.0 + SCALE_BRACKET)
-        if not self._silhouette_side_px(lo, f) <= target <= self._silhouette_side_px(hi, f):
-            raise RuntimeError(f"oracle scale fit: no scale within {SCALE_BRACKET:.0%} of {scale:.4g} fills {target:.1f} px")
-        best = (float("inf"), scale)
-        for _ in range(SCALE_FIT_MAX_ITERATIONS):
-            mid = 0.5 * (lo + hi)
-            side = self._silhouette_side_px(mid, f)
-            best = min(best, (abs(side - target), mid))
-            if abs(side - target) <= SCALE_FIT_TOLERANCE_PX:
+            low *= 0.5
+        for _ in range(40):
+            if self._silhouette_side_px(high) > target:
                 break
-            lo, hi = (mid, hi) if side < target else (lo, mid)
-        scale = best[1]
-        return scale
+            high *= 1.5
+        if not self._silhouette_side_px(low) < target < self._silhouette_side_px(high):
+            raise RuntimeError(f"oracle scale fit: no scale makes the silhouette {target:.1f} px wide")
+        return float(brentq(lambda s: self._silhouette_side_px(s) - target, low, high, xtol=1e-12,
+                            rtol=1e-10, maxiter=200))  # fmt: skip
 
     # ------------------------------------------------------------------ views
 
@@ -277,3 +260,21 @@ class OracleGenerator:
             out.append(self.generate(req.cond_image, req.cond_pose, req.targets, input_polar_deg, req.seeds, inner))
             done += len(req.targets)
         return out
+
+
+def oracle_from_config(cfg, fill_ratio: float = 0.75, input_c2w=None) -> OracleGenerator:
+    """The oracle of ``oracle.mesh`` seen by ``input_c2w`` (default ``oracle.input_c2w``, 16 numbers row-major).
+
+    cfg: config.OracleConfig. Raises InputError for an unreadable mesh or a bad pose.
+    """
+    from ..mesh.files import load_mesh
+    from ..types import InputError
+
+    c2w = np.asarray(cfg.input_c2w if input_c2w is None else input_c2w, dtype=np.float64)
+    if c2w.size != 16 or not np.all(np.isfinite(c2w)):
+        raise InputError(f"oracle: the input camera pose must be 16 finite numbers (a 4x4 c2w), got {c2w.size}")
+    c2w = c2w.reshape(4, 4)
+    R = c2w[:3, :3]
+    if not np.allclose(R.T @ R, np.eye(3), atol=1e-6) or np.linalg.det(R) <= 0 or not np.allclose(c2w[3], [0, 0, 0, 1]):
+        raise InputError("oracle: the input camera pose is not a rigid 4x4 c2w (rotation block and last row [0 0 0 1])")
+    return OracleGenerator(load_mesh(cfg.mesh), c2w, fill_ratio)

@@ -1,4 +1,4 @@
-"""Canonical -> camera frame in metres, against a rendered RGB-D scene with known truth."""
+"""The scale stage: canonical -> camera frame in metres, against a rendered RGB-D scene with known truth."""
 
 import numpy as np
 import pytest
@@ -7,17 +7,17 @@ from one2345_ros.geometry import cameras as cam
 from one2345_ros.synthetic.assets import load_object
 from one2345_ros.config import MetricConfig
 from one2345_ros.types import InputError
-from one2345_ros.scale import canonical_to_camera, depth_to_metres, fit_metric
+from one2345_ros.scale import canonical_to_camera, fit_metric
 from one2345_ros.evaluation.mesh_metrics import compare_meshes
 from one2345_ros.preprocess import preprocess
 from one2345_ros.geometry.render import Renderer
-from one2345_ros.synthetic.oracle import OracleGenerator
+from one2345_ros.views.oracle import OracleGenerator
 
 K = cam.intrinsics(600.0, 600.0, 319.5, 239.5)
 W, H = 640, 480
 
 
-def scene(size_m=0.15, distance_m=0.7, elevation=35.0, seed=0):
+def render_scene(size_m=0.15, distance_m=0.7, elevation=35.0, seed=0):
     rng = np.random.default_rng(seed)
     mesh = load_object("mallet")
     mesh.apply_scale(size_m / np.max(mesh.extents))
@@ -30,11 +30,16 @@ def scene(size_m=0.15, distance_m=0.7, elevation=35.0, seed=0):
     return mesh, c2w, out, truth_cam
 
 
+@pytest.fixture(scope="module")
+def scene():
+    """The rendered scene and its oracle (the oracle's scale fit is the expensive part: built once)."""
+    mesh, c2w, out, truth_cam = render_scene()
+    return mesh, c2w, out, truth_cam, OracleGenerator(mesh, c2w), preprocess(out.rgb, out.mask)
+
+
 @pytest.mark.parametrize("source", ["depth", "object_distance", "object_size"])
-def test_truth_canonical_mesh_lands_on_truth_in_camera_frame(source):
-    mesh, c2w, out, truth_cam = scene()
-    oracle = OracleGenerator(mesh, c2w)
-    pre = preprocess(out.rgb, out.mask)
+def test_truth_canonical_mesh_lands_on_truth_in_camera_frame(scene, source):
+    mesh, c2w, out, truth_cam, oracle, pre = scene
     canonical = oracle.canonical_mesh()
     centre = mesh.bounding_box.centroid
     cfg = MetricConfig(
@@ -64,9 +69,8 @@ def test_truth_canonical_mesh_lands_on_truth_in_camera_frame(source):
     assert np.linalg.det(fit.canonical_to_camera[:3, :3]) > 0
 
 
-def test_projection_does_not_depend_on_distance():
-    _, _, out, _ = scene()
-    pre = preprocess(out.rgb, out.mask)
+def test_projection_does_not_depend_on_distance(scene):
+    pre = scene[5]
     T1, s1 = canonical_to_camera(70.0, K, pre.crop, 1.0)
     T2, s2 = canonical_to_camera(70.0, K, pre.crop, 2.5)
     pts = np.random.default_rng(0).uniform(-0.3, 0.3, (50, 3))
@@ -77,22 +81,8 @@ def test_projection_does_not_depend_on_distance():
     assert s2 == pytest.approx(2.5 * s1)
 
 
-def test_depth_conversion_and_errors():
-    mm = np.array([[0, 1000], [2500, 65535]], np.uint16)
-    np.testing.assert_allclose(depth_to_metres(mm, "16UC1"), [[0, 1.0], [2.5, 65.535]], rtol=1e-6)
-    np.testing.assert_allclose(depth_to_metres(mm, "16UC1", depth_scale=4000.0)[0, 1], 0.25)
-    m = np.array([[np.nan, 0.5]], np.float32)
-    np.testing.assert_array_equal(depth_to_metres(m, "32FC1"), [[0.0, 0.5]])
-    with pytest.raises(InputError, match="needs uint16"):
-        depth_to_metres(m, "16UC1")
-    with pytest.raises(InputError, match="not supported"):
-        depth_to_metres(mm, "8UC1")
-
-
-def test_depth_without_object_readings_is_an_error():
-    mesh, c2w, out, _ = scene()
-    oracle = OracleGenerator(mesh, c2w)
-    pre = preprocess(out.rgb, out.mask)
+def test_depth_without_object_readings_is_an_error(scene):
+    _, _, out, _, oracle, pre = scene
     with pytest.raises(InputError, match="depth reading"):
         fit_metric(oracle.canonical_mesh(), oracle.true_polar_deg, K, pre.crop, pre.source_mask,
                    np.zeros_like(out.depth), MetricConfig())

@@ -1,4 +1,4 @@
-"""Strict config loading and views-folder / atomic-file I/O."""
+"""Views folders and atomic files (permissions included)."""
 
 import json
 
@@ -6,49 +6,9 @@ import numpy as np
 import pytest
 
 from one2345_ros.geometry import cameras as cam
-from one2345_ros import config as C
 from one2345_ros.results.atomic import atomic_path, safe_child, write_image_atomic, write_json_atomic
 from one2345_ros.types import InputError, ViewSet
 from one2345_ros.views.folder import read_views_folder, write_views_folder
-
-
-def test_yaml_plain_and_ros_forms(tmp_path):
-    plain = tmp_path / "plain.yaml"
-    plain.write_text("views: oracle\nzero123:\n  steps_stage1: 20\n  dtype: bf16\nhull:\n  resolution: 64\n")
-    cfg = C.load_yaml(plain)
-    assert cfg.views == "oracle" and cfg.zero123.steps_stage1 == 20 and cfg.hull.resolution == 64
-    ros = tmp_path / "ros.yaml"
-    ros.write_text(
-        "one2345_reconstructor:\n  ros__parameters:\n    use_sim_time: false\n"
-        "    qos_overrides./tf.publisher.depth: 1\n    zero123.dtype: fp16\n    seed: 3\n"
-    )
-    cfg = C.load_yaml(ros, node_name="one2345_reconstructor")
-    assert cfg.zero123.dtype == "fp16" and cfg.seed == 3
-
-
-@pytest.mark.parametrize(
-    "text,match",
-    [
-        ("zero123:\n  stepz: 3\n", "unknown configuration key.*zero123.stepz"),
-        ("hull:\n  resolution: high\n", "hull.resolution: expected an integer"),
-        ("zero123: 5\n", "zero123: expected a mapping"),
-        ("seed: 1.5\n", "seed: expected an integer"),
-        ("zero123:\n  allow_cpu: 1\n", "allow_cpu: expected true/false"),
-    ],
-)
-def test_yaml_errors_name_the_key(tmp_path, text, match):
-    p = tmp_path / "bad.yaml"
-    p.write_text(text)
-    with pytest.raises(C.ConfigError, match=match):
-        C.load_yaml(p)
-
-
-def test_flatten_unflatten_round_trip():
-    cfg = C.PipelineConfig()
-    cfg.zero123.steps_stage2 = 7
-    flat = C.flatten(cfg)
-    assert flat["zero123.steps_stage2"] == 7 and "metric.object_size_m" in flat
-    assert C.from_dict(C.PipelineConfig, C.unflatten(flat)) == cfg
 
 
 def test_atomic_write_keeps_old_file_on_failure(tmp_path):
@@ -129,8 +89,12 @@ def test_one2345_output_folder(tmp_path):
     np.testing.assert_allclose(views.frame_c2w(), plan[0].c2w(), atol=1e-12)
 
 
-def test_the_nodes_params_file_loads_for_the_cli():
-    from pathlib import Path
+def test_atomic_files_get_the_umask_mode(tmp_path):
+    import os
 
-    cfg = C.load_yaml(Path(__file__).parents[1] / "config" / "params.yaml", node_name="one2345_reconstructor")
-    assert cfg == C.PipelineConfig()  # the file lists every default
+    from one2345_ros.results.atomic import FILE_MODE, UMASK
+
+    write_json_atomic(tmp_path / "a.json", {"a": 1})
+    assert FILE_MODE == 0o666 & ~UMASK
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == FILE_MODE
+    assert os.access(tmp_path / "a.json", os.R_OK)
