@@ -24,7 +24,9 @@ from one2345_ros.synthetic.assets import list_objects, load_object, make_random_
 from one2345_ros.config import Config
 from one2345_ros.results.atomic import write_json_atomic
 from one2345_ros.evaluation.mesh_metrics import compare_meshes
-from one2345_ros.pipeline import Pipeline, ReconstructionInputs
+from one2345_ros.inputs.calibration import make_calibration
+from one2345_ros.inputs.prepare import prepare_inputs
+from one2345_ros.pipeline import Pipeline
 from one2345_ros.geometry.render import Renderer
 from one2345_ros.views.oracle import OracleGenerator
 
@@ -68,14 +70,11 @@ def run(n_scenes: int, seed: int, gravity: bool) -> dict:
         mesh, c2w, render, size, distance, elevation = make_scene(k, rng)
         oracle = OracleGenerator(mesh, c2w)
         cfg = Config(views="oracle", backend="hull", seed=seed)
-        inputs = ReconstructionInputs(
-            image=render.rgb,
-            mask=render.mask,
-            depth=noisy_depth(render.depth, rng),
-            K=K,
-            frame_id="camera",
+        inputs = prepare_inputs(
+            render.rgb, render.mask, cfg.inputs, depth=noisy_depth(render.depth, rng), depth_encoding="32FC1",
+            calibration=make_calibration(K, [], "plumb_bob", WIDTH, HEIGHT, "benchmark camera"), frame_id="camera",
             gravity_c2w=c2w if gravity else None,
-        )
+        )  # fmt: skip
         start = time.perf_counter()
         result = Pipeline(cfg, generator=oracle).reconstruct(inputs)
         seconds = time.perf_counter() - start

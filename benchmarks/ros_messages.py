@@ -24,7 +24,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from one2345_ros.ros import messages as m  # noqa: E402
-from one2345_ros.ros.display import cluster_decimate  # noqa: E402
+import trimesh  # noqa: E402
+
+from one2345_ros.mesh.clean import decimate  # noqa: E402
 from one2345_ros.ros.factory import RosbagsFactory  # noqa: E402
 from one2345_ros.ros.interfaces import make_typestore  # noqa: E402
 
@@ -87,7 +89,9 @@ def main(argv=None) -> int:
     combined, _ = best_of(lambda: (m.build_mesh(f, vertices, faces),
                                    m.build_triangle_marker(f, header, vertices, faces, colors)), args.repeat)  # fmt: skip
     big_v, big_f, big_c = torus(4 * args.faces)
-    decimate_s, (_, dec_f, _) = best_of(lambda: cluster_decimate(big_v, big_f, big_c, args.faces), args.repeat)
+    big = trimesh.Trimesh(big_v, big_f, vertex_colors=big_c, process=False)
+    decimate_s, decimated = best_of(lambda: decimate(big, args.faces), args.repeat)
+    dec_f = decimated.faces
     del mesh_msg
 
     print(f"{len(faces)} faces, {len(vertices)} vertices; rosbags types; best of {args.repeat}; "

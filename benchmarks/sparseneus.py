@@ -31,7 +31,8 @@ sys.path.insert(0, str(ROOT / "test"))
 
 from sparseneus_fixtures import render_sphere_views  # noqa: E402
 
-from one2345_ros.config import SparseNeuSConfig  # noqa: E402
+from one2345_ros.config import MeshConfig, SparseNeuSConfig  # noqa: E402
+from one2345_ros.mesh import make_mesh  # noqa: E402
 from one2345_ros.recon.sparseneus import SparseNeuS, reconstruct_sparseneus  # noqa: E402
 from one2345_ros.recon.sparseneus.reconstruct import SparseNeuSStats  # noqa: E402
 from one2345_ros.timing import StageTimer  # noqa: E402
@@ -95,7 +96,9 @@ def main() -> None:
     timer = MemoryTimer(device)
     stats = SparseNeuSStats()
     start = time.perf_counter()
-    verts, faces, colors = reconstruct_sparseneus(views, cfg, net, timer=timer, stats=stats)
+    surface = reconstruct_sparseneus(views, cfg, net, timer=timer, stats=stats)
+    mesh = make_mesh(surface, views, MeshConfig(), timer)  # the one mesh stage: marching cubes, clean, colours
+    verts, faces = mesh.vertices, mesh.faces
     total = time.perf_counter() - start
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
     print(f"SparseNeuS full size, 32 views 256x256, 96^3 volume, 256^3 grid, {args.device} ({name}), "

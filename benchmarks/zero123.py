@@ -32,7 +32,7 @@ from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection  # noqa
 from one2345_ros.views.zero123.pipeline import CCProjection, Zero123Pipeline  # noqa: E402
 from one2345_ros.views.zero123.convert import ZERO123_LDM_CONFIG, unet_config_from_ldm, vae_config_from_ldm  # noqa: E402
 from one2345_ros.views.zero123.generator import DTYPES, PRESETS  # noqa: E402
-from one2345_ros.views.zero123.loading import zero123_ddim_scheduler  # noqa: E402
+from one2345_ros.views.zero123.weights import zero123_ddim_scheduler  # noqa: E402
 
 CLIP_VIT_L14 = dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
                     image_size=224, patch_size=14, projection_dim=768, hidden_act="quick_gelu", layer_norm_eps=1e-5)  # fmt: skip
