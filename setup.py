@@ -46,8 +46,9 @@ setup(
             "mcap>=1.1",
             "rosbags-image>=0.9",
             "mcap-ros2-support>=0.5",
-            "lark>=1.1",
-            "empy<4",
+            # the official ROS 2 interface parser (rosidl_adapter, rosidl_parser), as PyPI wheels
+            "ros-jazzy-rosidl-adapter",
+            "ros-jazzy-rosidl-parser",
             "kornia>=0.7",
         ],
         "loftr": ["kornia>=0.7"],

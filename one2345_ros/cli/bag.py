@@ -36,7 +36,4 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args, reconstruct_fn=None) -> int:
     from ..ros.bag import run_bag
 
-    cfg = load_args_config(args)
-    if reconstruct_fn is None:
-        C.require_models(cfg)
-    return run_bag(args, cfg, reconstruct_fn)
+    return run_bag(args, load_args_config(args), reconstruct_fn)

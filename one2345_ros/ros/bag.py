@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from ..config import Config
+from ..config import Config, require_models
 from ..results.files import unique_stem, write_result
 from ..types import InputError, ReconstructionInputs
 from .factory import RosbagsFactory
@@ -47,15 +47,17 @@ def run_bag(args, cfg: Config, reconstruct_fn: ReconstructFn | None = None) -> i
 
     slop_s = cfg.ros.sync_slop_s if args.slop is None else args.slop
     out = Path(args.out)
+    if not Path(args.bag_in).exists():
+        raise BagError(f"input bag {args.bag_in} not found")
     if out.exists():
         raise BagError(f"output {out} already exists: choose a new path for --out")
+    if reconstruct_fn is None:
+        require_models(cfg)
     typestore = make_typestore(args.distro)
     factory = RosbagsFactory(typestore)
     roles = {"image": args.image_topic, "mask": args.mask_topic, "depth": args.depth_topic,
              "camera_info": args.camera_info_topic}  # fmt: skip
     roles = {role: topic for role, topic in roles.items() if topic}
-    if not Path(args.bag_in).exists():
-        raise BagError(f"input bag {args.bag_in} not found")
     with AnyReader([Path(args.bag_in)], default_typestore=typestore) as reader:
         available = {c.topic for c in reader.connections}
         missing = [t for t in roles.values() if t not in available]

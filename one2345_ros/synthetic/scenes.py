@@ -29,27 +29,37 @@ class DemoScene:
     azimuth_deg: float
 
 
-def render_scene(mesh, elevation_deg: float, azimuth_deg: float, rng: np.random.Generator) -> DemoScene:
-    """Render ``mesh`` (z up) from a camera at the given elevation, object off the optical axis."""
-    from ..geometry.render import Renderer
-
+def scene_camera(mesh, elevation_deg: float, azimuth_deg: float, rng: np.random.Generator) -> np.ndarray:
+    """OpenCV c2w of a camera at ``elevation_deg`` / ``azimuth_deg`` that sees ``mesh`` (z up) at about
+    45 % of the image height, with the object off the optical axis (drawn from ``rng``)."""
     center = mesh.bounding_box.centroid
     extent = float(np.max(mesh.extents))
-    # Object about 45 % of the image height, like a segmented object on a table.
     distance = DEMO_K[1, 1] * extent / (0.45 * DEMO_HEIGHT)
     eye = center + cam.camera_center(cam.polar_from_elevation(elevation_deg), azimuth_deg, distance)
     off_axis = rng.uniform(-0.12, 0.12, size=3) * extent
-    c2w = cam.look_at(eye, center + off_axis)
+    return cam.look_at(eye, center + off_axis)
+
+
+def render_scene(mesh, elevation_deg: float, azimuth_deg: float, rng: np.random.Generator) -> DemoScene:
+    """Render ``mesh`` (z up) from :func:`scene_camera`."""
+    from ..geometry.render import Renderer
+
+    c2w = scene_camera(mesh, elevation_deg, azimuth_deg, rng)
     out = Renderer(mesh).render(DEMO_K, c2w, DEMO_WIDTH, DEMO_HEIGHT, supersample=2)
     return DemoScene(out.rgb, out.mask, out.depth, c2w, DEMO_K, elevation_deg, azimuth_deg)
 
 
-def demo_scene(name: str, seed: int = 0, elevation_deg: float | None = None) -> DemoScene:
-    """The demo's scene of a bundled object: elevation (seeded uniform in :data:`DEMO_ELEVATION_RANGE_DEG`
-    unless given), azimuth and the object's placement off the optical axis all drawn from ``seed``."""
-    from .assets import load_object
-
+def scene_draw(seed: int, elevation_deg: float | None = None) -> tuple[float, float, np.random.Generator]:
+    """The demo's seeded draw: elevation (uniform in :data:`DEMO_ELEVATION_RANGE_DEG` unless given),
+    azimuth, and the generator that then places the object off the axis."""
     rng = np.random.default_rng(seed)
     elevation = float(rng.uniform(*DEMO_ELEVATION_RANGE_DEG)) if elevation_deg is None else float(elevation_deg)
-    azimuth = float(rng.uniform(-180.0, 180.0))
+    return elevation, float(rng.uniform(-180.0, 180.0)), rng
+
+
+def demo_scene(name: str, seed: int = 0, elevation_deg: float | None = None) -> DemoScene:
+    """The demo's scene of a bundled object, drawn from ``seed`` (:func:`scene_draw`)."""
+    from .assets import load_object
+
+    elevation, azimuth, rng = scene_draw(seed, elevation_deg)
     return render_scene(load_object(name), elevation, azimuth, rng)

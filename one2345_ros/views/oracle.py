@@ -70,7 +70,8 @@ class OracleGenerator:
         self.size = int(size)
         self.supersample = int(supersample)
         self.K = cameras.view_intrinsics(self.size)
-        self._renderer = Renderer(mesh, shading=shading)
+        self._shading = shading
+        self._renderer_cache: Renderer | None = None
         self._vertices = np.asarray(mesh.vertices, dtype=np.float64)
         lo, hi = mesh.bounds
         self.bbox_center = (lo + hi) / 2.0
@@ -129,6 +130,13 @@ class OracleGenerator:
             self._set_frame(new_center)
         if error > 0.05:
             raise RuntimeError(f"oracle recentring did not converge (silhouette box centre {error:.3f} px off)")
+
+    @property
+    def _renderer(self) -> Renderer:
+        """Built on first use: fitting the frame needs no renderer (the Embree scene costs more than the fit)."""
+        if self._renderer_cache is None:
+            self._renderer_cache = Renderer(self.mesh, shading=self._shading)
+        return self._renderer_cache
 
     # ------------------------------------------------------------------ frames
 
