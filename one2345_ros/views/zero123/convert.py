@@ -68,6 +68,12 @@ ZERO123_LDM_CONFIG = {
 }  # fmt: skip
 """The parts of zero123/configs/sd-objaverse-finetune-c_concat-256.yaml the conversion needs."""
 
+ZERO123_CLIP_CONFIG = {
+    "hidden_size": 1024, "intermediate_size": 4096, "num_hidden_layers": 24, "num_attention_heads": 16,
+    "image_size": 224, "patch_size": 14, "projection_dim": 768, "hidden_act": "quick_gelu", "layer_norm_eps": 1e-5,
+}  # fmt: skip
+"""CLIPVisionConfig of Zero123's image encoder (OpenAI CLIP ViT-L/14, as FrozenCLIPImageEmbedder)."""
+
 
 # --------------------------------------------------------------------- configs
 

@@ -63,6 +63,30 @@ def resolve_device(device: str = "auto", allow_cpu: bool = False) -> torch.devic
     return dev
 
 
+def apply_speed_options(pipe: Zero123Pipeline, compile: bool = False, channels_last: bool | None = None) -> bool:
+    """SDPA attention; on CUDA a channels-last UNet and, with ``compile``, ``torch.compile`` (fullgraph).
+
+    The models stay where they are (resident between requests). ``channels_last``
+    None = on for CUDA. Returns whether the UNet was compiled. benchmarks/gpu_suite.py
+    measures exactly this.
+    """
+    pipe.use_sdpa()
+    cuda = pipe.unet.device.type == "cuda"
+    if channels_last if channels_last is not None else cuda:
+        pipe.unet.to(memory_format=torch.channels_last)
+    if compile and not cuda:
+        log.warning("zero123.compile is only used on CUDA; ignored on %s", pipe.unet.device)
+        return False
+    if compile:
+        compile_unet(pipe.unet)
+    return compile
+
+
+def compile_unet(unet) -> None:
+    """``torch.compile`` the UNet in place as zero123.compile does (fullgraph; compiles on the first call)."""
+    unet.compile(fullgraph=True)
+
+
 def make_scheduler(preset: str, base_config):
     """The preset's scheduler, with the training schedule of ``base_config`` (a DDIM config)."""
     if preset not in PRESETS:
@@ -128,16 +152,8 @@ class Zero123Generator:
             source, DTYPES[cfg.dtype], cfg.allow_pickle, cfg.image_encoder or None, cfg.camera_embedding,
             variant=cfg.variant,
         )  # fmt: skip
-        pipe.use_sdpa()
         pipe.to(device)
-        compiled = False
-        if device.type == "cuda":
-            pipe.unet.to(memory_format=torch.channels_last)
-            if cfg.compile:
-                pipe.unet.compile(fullgraph=True)
-                compiled = True
-        elif cfg.compile:
-            log.warning("zero123.compile is only used on CUDA; ignored on %s", device)
+        compiled = apply_speed_options(pipe, cfg.compile)
         gen = cls(pipe, cfg.preset, cfg.steps_stage1, cfg.steps_stage2, cfg.guidance_scale, cfg.max_batch)
         gen.compiled = compiled
         return gen
