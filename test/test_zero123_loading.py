@@ -303,3 +303,17 @@ def test_converted_folder_records_ema_and_ckpt_variants(tmp_path, caplog):
     assert torch.equal(auto.unet.conv_in.weight, ema_ref) and auto.weights_info["ema"] is True
     assert torch.equal(raw.unet.conv_in.weight, ema_ref + 0.5) and raw.weights_info["ema"] is False
     assert (auto.weights_info["kind"], auto.weights_info["variant"], raw.weights_info["variant"]) == ("ldm_checkpoint", "ema", "main")
+
+
+def test_saved_variants_keep_their_records(tmp_path):
+    pipe = tiny_pipeline(seed=5)
+    pipe.weights_info = {**pipe.weights_info, "ema": True, "source": "x.ckpt", "ema_basis": "test"}
+    folder = tmp_path / "saved"
+    pipe.save_pretrained(folder)
+    pipe.save_pretrained(folder, variant="fp16")
+    marker = json.loads((folder / WEIGHTS_MARKER).read_text())["variants"]
+    assert set(marker) == {"main", "fp16"} and marker["fp16"]["ema"] is True
+    assert (folder / "unet" / "diffusion_pytorch_model.fp16.safetensors").is_file()
+    loaded = load_zero123(folder, variant="fp16")
+    assert loaded.weights_info["variant"] == "fp16" and loaded.weights_info["ema"] is True
+    assert load_zero123(folder).weights_info["variant"] == "main"  # auto: EMA at full precision first

@@ -228,14 +228,14 @@ class Zero123Pipeline(DiffusionPipeline):
         self.attention_backends: tuple[str, ...] | None = None
         """SDPA backends seen in that UNet call ('flash', 'mem_efficient', 'cudnn', 'math', ...)."""
 
-    def save_pretrained(self, save_directory, *args, **kwargs):
+    def save_pretrained(self, save_directory, safe_serialization: bool = True, variant: str | None = None, **kwargs):
         """diffusers' save, plus :data:`WEIGHTS_MARKER` saying whether the UNet holds EMA weights.
 
         The marker is keyed by variant ('main' for the default files) and merged with
         an existing one, so a folder saved twice (fp32 and fp16) keeps both entries.
         """
-        super().save_pretrained(save_directory, *args, **kwargs)
-        variant = kwargs.get("variant") or "main"
+        super().save_pretrained(save_directory, safe_serialization=safe_serialization, variant=variant, **kwargs)
+        variant = variant or "main"
         path = Path(save_directory) / WEIGHTS_MARKER
         marker = {"variants": {}}
         if path.is_file():
