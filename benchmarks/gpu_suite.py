@@ -36,6 +36,7 @@ import json
 import os
 import platform
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -305,11 +306,13 @@ def sparseneus_config(suite: Suite, backend: str = "dense"):
     return cfg
 
 
-def make_generator(pipe, preset: str, small: bool):
+def make_generator(pipe, preset: str, small: bool, compiled: bool = False):
     from one2345_ros.views.zero123.generator import Zero123Generator
 
     steps = SMALL_STEPS[preset] if small else (0, 0)
-    return Zero123Generator(pipe, preset=preset, steps_stage1=steps[0], steps_stage2=steps[1], max_batch=32)
+    gen = Zero123Generator(pipe, preset=preset, steps_stage1=steps[0], steps_stage2=steps[1], max_batch=32)
+    gen.compiled = compiled
+    return gen
 
 
 @contextmanager
@@ -523,13 +526,14 @@ def compiled_plan_entries(suite: Suite, dtype_name: str) -> list[dict]:
     if not suite.cuda:  # production compiles on CUDA only; reached in-process (tests): the same call
         compile_unet(pipe.unet)
     image = input_image()
-    gen = make_generator(pipe, "faithful", suite.small)
+    gen = make_generator(pipe, "faithful", suite.small, compiled=True)
     t0 = time.perf_counter()
     run_plan(suite, gen, image, "warmup", syncs=False)
     first = time.perf_counter() - t0
     out = []
     for preset in PRESET_NAMES:
-        e = run_plan(suite, make_generator(pipe, preset, suite.small), image, f"plan/{preset}/{dtype_name}/compiled")
+        gen = make_generator(pipe, preset, suite.small, compiled=True)
+        e = run_plan(suite, gen, image, f"plan/{preset}/{dtype_name}/compiled")
         if preset == "faithful":
             e["figures"]["first_plan_s"] = first
             e["figures"]["compile_overhead_s"] = max(first - e["figures"]["plan_s"], 1e-6)
@@ -569,12 +573,16 @@ def run_child(suite: Suite, task: str, timeout_s: float) -> list[dict]:
         out = Path(tmp) / "child.json"
         cmd = [sys.executable, str(Path(__file__).resolve()), "--child", task, "--child-out", str(out),
                "--device", str(suite.device)] + (["--small"] if suite.small else [])  # fmt: skip
+        # Own session: on timeout the child and its compile workers go together.
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=max(timeout_s, 1.0), check=False)
+            log, _ = proc.communicate(timeout=max(timeout_s, 1.0))
         except subprocess.TimeoutExpired as exc:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
             raise TimeoutError(f"{task} did not finish within {timeout_s:.0f} s (killed)") from exc
         if proc.returncode != 0 or not out.is_file():
-            tail = (proc.stderr or proc.stdout or "").strip().splitlines()[-12:]
+            tail = (log or "").strip().splitlines()[-12:]
             raise RuntimeError(f"{task} exited {proc.returncode}: " + " | ".join(tail))
         data = json.loads(out.read_text())
     if data.get("error"):

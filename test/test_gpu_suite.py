@@ -24,6 +24,9 @@ def suite_module():
     module = importlib.util.module_from_spec(spec)
     sys.modules["gpu_suite"] = module  # dataclasses look their module up while the class is built
     spec.loader.exec_module(module)
+    import diffusers.models  # noqa: F401 - the suite imports these lazily: load them once for the file
+    import transformers.models.clip  # noqa: F401
+
     return module
 
 
@@ -104,3 +107,11 @@ def test_compile_failure_is_recorded_not_fatal(suite_module, monkeypatch):
     assert out["results"] == []
     assert [e["item"] for e in out["errors"]] == ["plan_compiled/fp32", "plan_compiled/bf16"]
     assert all("no C++ compiler" in e["error"] for e in out["errors"])
+
+
+def test_child_process_failures_and_timeouts_are_errors(suite_module):
+    suite = suite_module.Suite(device=torch.device("cpu"), small=True, budget_s=60)
+    with pytest.raises(RuntimeError, match="unknown child task 'bogus'"):
+        suite_module.run_child(suite, "bogus", timeout_s=60)
+    with pytest.raises(TimeoutError, match="did not finish within 0 s"):
+        suite_module.run_child(suite, "plan_compiled:fp32", timeout_s=0.2)
