@@ -26,16 +26,18 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from diffusers import AutoencoderKL, UNet2DConditionModel  # noqa: E402
-from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection  # noqa: E402
+from diffusers import AutoencoderKL, UNet2DConditionModel
+from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
-from one2345_ros.views.zero123.pipeline import CCProjection, Zero123Pipeline  # noqa: E402
-from one2345_ros.views.zero123.convert import ZERO123_LDM_CONFIG, unet_config_from_ldm, vae_config_from_ldm  # noqa: E402
-from one2345_ros.views.zero123.generator import DTYPES, PRESETS  # noqa: E402
-from one2345_ros.views.zero123.weights import zero123_ddim_scheduler  # noqa: E402
-
-CLIP_VIT_L14 = dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
-                    image_size=224, patch_size=14, projection_dim=768, hidden_act="quick_gelu", layer_norm_eps=1e-5)  # fmt: skip
+from one2345_ros.views.zero123.convert import (
+    ZERO123_CLIP_CONFIG,
+    ZERO123_LDM_CONFIG,
+    unet_config_from_ldm,
+    vae_config_from_ldm,
+)
+from one2345_ros.views.zero123.generator import DTYPES, PRESETS
+from one2345_ros.views.zero123.pipeline import CCProjection, Zero123Pipeline, steps_run
+from one2345_ros.views.zero123.weights import zero123_ddim_scheduler
 
 PLAN_BATCHES = [(1, 4), (2, 16), (1, 4), (2, 16)]
 """(stage, views) of the plan's four denoising loops (views/plan.py); UNet batch = 2 x views."""
@@ -50,7 +52,7 @@ def full_size_pipeline(dtype: torch.dtype, device: str) -> Zero123Pipeline:
         with torch.no_grad():
             for p in m.parameters():
                 p.normal_(0.0, 0.02)
-    clip = CLIPVisionModelWithProjection(CLIPVisionConfig(**CLIP_VIT_L14))
+    clip = CLIPVisionModelWithProjection(CLIPVisionConfig(**ZERO123_CLIP_CONFIG))
     pipe = Zero123Pipeline(vae=vae, image_encoder=clip, unet=unet, scheduler=zero123_ddim_scheduler(), cc_projection=CCProjection())
     for m in (pipe.unet, pipe.vae, pipe.image_encoder, pipe.cc_projection):
         torch.nn.Module.to(m, device=device, dtype=dtype).eval()
@@ -160,14 +162,17 @@ def project_plan(preset, steps: dict, encode: float, decode: float, clip: float)
             return steps[a] * batch / a, True
         return steps[a] + (steps[b] - steps[a]) * (batch - a) / (b - a), True
 
+    ldm = preset.scheduler == "ddim"
+    run = {1: steps_run(preset.steps_stage1, ldm), 2: steps_run(preset.steps_stage2, ldm)}  # faithful: 76 / 49
     total, estimated = 0.0, False
     for stage, views in PLAN_BATCHES:
         s, est = per_step(2 * views)
         estimated |= est
-        total += s * (preset.steps_stage1 if stage == 1 else preset.steps_stage2)
+        total += s * run[stage]
     conds = 1 + 4 + 1 + 4  # input twice (A, C) and 8 stage-1 views for stage 2
     total += conds * (encode + clip) + 40 * decode
-    return {"seconds": total, "extrapolated_batches": estimated, "steps": [preset.steps_stage1, preset.steps_stage2]}
+    return {"seconds": total, "extrapolated_batches": estimated, "steps": [preset.steps_stage1, preset.steps_stage2],
+            "steps_run": [run[1], run[2]]}  # fmt: skip
 
 
 def print_table(r: dict) -> None:

@@ -71,8 +71,12 @@ class Zero123Config:
     """Diffusers folder or original .ckpt; empty = $ONE2345_ZERO123."""
     image_encoder: str = field(default="", metadata=WEIGHTS)
     """CLIP vision folder, needed when converting a .ckpt without the visual tower."""
+    variant: Literal["auto", "ema", "fp16_ema", "fp16", "main"] = "auto"
+    """Weight files: 'auto' (EMA weights when the folder has them, e.g. bennyguo's fp16_ema; else the
+    default files), 'ema' (required), 'fp16_ema', 'fp16' or 'main' (diffusers' default files).
+    For a .ckpt: auto/ema = the EMA copy, main = the raw weights."""
     preset: Literal["faithful", "fast"] = "faithful"
-    """'faithful' (DDIM eta 1, One-2-3-45's steps) or 'fast' (DPM-Solver++ 2M, ~20 steps)."""
+    """'faithful' (DDIM eta 1, 75/50 steps as One-2-3-45, which run 76/49) or 'fast' (DPM-Solver++ 2M, ~20 steps)."""
     steps_stage1: int = field(default=0, metadata=_at_least(0))
     """Denoising steps for stage-1 views; 0 = the preset's value."""
     steps_stage2: int = field(default=0, metadata=_at_least(0))

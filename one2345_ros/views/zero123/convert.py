@@ -68,6 +68,12 @@ ZERO123_LDM_CONFIG = {
 }  # fmt: skip
 """The parts of zero123/configs/sd-objaverse-finetune-c_concat-256.yaml the conversion needs."""
 
+ZERO123_CLIP_CONFIG = {
+    "hidden_size": 1024, "intermediate_size": 4096, "num_hidden_layers": 24, "num_attention_heads": 16,
+    "image_size": 224, "patch_size": 14, "projection_dim": 768, "hidden_act": "quick_gelu", "layer_norm_eps": 1e-5,
+}  # fmt: skip
+"""CLIPVisionConfig of Zero123's image encoder (OpenAI CLIP ViT-L/14, as FrozenCLIPImageEmbedder)."""
+
 
 # --------------------------------------------------------------------- configs
 
@@ -158,10 +164,9 @@ def ema_unet_state(state: dict, source: str, use_ema: bool = True) -> dict:
     unet = {k: v for k, v in state.items() if k.startswith(UNET_PREFIX)}
     if not unet:
         raise Zero123WeightsError(f"{source}: no '{UNET_PREFIX}*' keys; not an LDM Zero123 checkpoint")
-    ema_keys = [k for k in state if k.startswith(EMA_PREFIX) and k not in ("model_ema.decay", "model_ema.num_updates")]
     if not use_ema:
         return unet
-    if not ema_keys:
+    if not has_ema_weights(state):
         log.warning("%s has no EMA weights (model_ema.*); converting the raw UNet weights", source)
         return unet
     out, missing = {}, []
@@ -177,6 +182,11 @@ def ema_unet_state(state: dict, source: str, use_ema: bool = True) -> dict:
     return out
 
 
+def has_ema_weights(state: dict) -> bool:
+    """Whether an LDM checkpoint holds LitEma shadow weights (``model_ema.*`` besides decay/num_updates)."""
+    return any(k.startswith(EMA_PREFIX) and k not in ("model_ema.decay", "model_ema.num_updates") for k in state)
+
+
 def convert_clip_visual(state: dict) -> tuple[CLIPVisionConfig, dict] | None:
     """OpenAI CLIP ``visual.*`` -> (CLIPVisionConfig, CLIPVisionModelWithProjection state); None if absent.
 
@@ -189,7 +199,7 @@ def convert_clip_visual(state: dict) -> tuple[CLIPVisionConfig, dict] | None:
     width = vis["class_embedding"].shape[0]
     layers = 1 + max(int(k.split(".")[2]) for k in vis if k.startswith("transformer.resblocks."))
     patch = vis["conv1.weight"].shape[-1]
-    grid = int(round(math.sqrt(vis["positional_embedding"].shape[0] - 1)))
+    grid = round(math.sqrt(vis["positional_embedding"].shape[0] - 1))
     config = CLIPVisionConfig(
         hidden_size=width,
         intermediate_size=vis["transformer.resblocks.0.mlp.c_fc.weight"].shape[0],
@@ -250,8 +260,9 @@ def pipeline_from_ldm_checkpoint(
     check_betas(state, ldm, str(path))
 
     unet_cfg = unet_config_from_ldm(ldm)
+    ema = use_ema and has_ema_weights(state)
     unet_state = convert_ldm_unet_checkpoint(ema_unet_state(state, str(path), use_ema), unet_cfg)
-    unet = build_unet(unet_cfg, unet_state, f"{path} (UNet, {'EMA' if use_ema else 'raw'} weights)", dtype)
+    unet = build_unet(unet_cfg, unet_state, f"{path} (UNet, {'EMA' if ema else 'raw'} weights)", dtype)
 
     vae_cfg = vae_config_from_ldm(ldm)
     vae_state = convert_ldm_vae_checkpoint({k: v for k, v in state.items() if k.startswith("first_stage_model.")}, vae_cfg)
@@ -272,9 +283,22 @@ def pipeline_from_ldm_checkpoint(
             "or of a kxic/zero123-xl download)"
         )
     del state
-    return Zero123Pipeline(
+    pipe = Zero123Pipeline(
         vae=vae, image_encoder=image_encoder, unet=unet, scheduler=zero123_ddim_scheduler(), cc_projection=cc
     )
+    if ema:
+        basis = "the checkpoint's model_ema.* shadow weights (as the original's ema_scope)"
+    elif use_ema:
+        basis = "the checkpoint has no model_ema.* weights: raw weights"
+    else:
+        basis = "raw model.diffusion_model.* weights requested"
+    pipe.weights_info = {
+        "source": str(path), "kind": "ldm_checkpoint", "layout": None, "variant": "ema" if ema else "main",
+        "variant_requested": "ema" if use_ema else "main", "ema": ema, "ema_basis": basis,
+        "files": {name: str(path) for name in ("unet", "vae", "cc_projection")}
+        | {"image_encoder": str(path) if clip is not None else str(image_encoder_dir)},
+    }  # fmt: skip
+    return pipe
 
 
 def _image_encoder_from_dir(folder: Path, allow_pickle: bool, dtype: torch.dtype):

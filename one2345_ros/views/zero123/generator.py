@@ -8,22 +8,23 @@ denoising loop; the view plan uses it to give the GPU few, large batches.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
 from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
 from PIL import Image
 
-from ...geometry.cameras import VIEW_SIZE
 from ...config import Zero123Config, torch_device
+from ...geometry.cameras import VIEW_SIZE
 from ..base import ProgressFn, ViewRequest, check_generate_args
-from .pipeline import Zero123Pipeline, image_to_tensor, to_output
+from .pipeline import Zero123Pipeline, image_to_tensor, steps_run, to_output
 
 log = logging.getLogger(__name__)
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
 DEFAULT_COND_POLAR_DEG = 90.0
 """Absolute input polar assumed for Stable Zero123 before the elevation is known (DESIGN.md)."""
 
@@ -38,7 +39,7 @@ class Preset:
 
 
 PRESETS = {
-    "faithful": Preset("ddim", 1.0, 75, 50),  # One-2-3-45: DDIM eta 1, 75 / 50 steps
+    "faithful": Preset("ddim", 1.0, 75, 50),  # One-2-3-45: DDIM eta 1, 75 / 50 steps (runs 76 / 49)
     "fast": Preset("dpmpp_2m", 0.0, 20, 20),  # DPM-Solver++ 2M, ~20 steps
 }
 
@@ -47,6 +48,30 @@ CPU_REFUSAL = (
     "Zero123 would run on the CPU: one reconstruction (40 views x 50-75 denoising steps of an 860M-parameter "
     "UNet) takes hours there. Use a CUDA GPU, or set zero123.allow_cpu: true (--allow-cpu) to run anyway."
 )
+
+
+def apply_speed_options(pipe: Zero123Pipeline, compile: bool = False, channels_last: bool | None = None) -> bool:
+    """SDPA attention; on CUDA a channels-last UNet and, with ``compile``, ``torch.compile`` (fullgraph).
+
+    The models stay where they are (resident between requests). ``channels_last``
+    None = on for CUDA. Returns whether the UNet was compiled. benchmarks/gpu_suite.py
+    measures exactly this.
+    """
+    pipe.use_sdpa()
+    cuda = pipe.unet.device.type == "cuda"
+    if channels_last if channels_last is not None else cuda:
+        pipe.unet.to(memory_format=torch.channels_last)
+    if compile and not cuda:
+        log.warning("zero123.compile is only used on CUDA; ignored on %s", pipe.unet.device)
+        return False
+    if compile:
+        compile_unet(pipe.unet)
+    return compile
+
+
+def compile_unet(unet) -> None:
+    """``torch.compile`` the UNet in place as zero123.compile does (fullgraph; compiles on the first call)."""
+    unet.compile(fullgraph=True)
 
 
 def make_scheduler(preset: str, base_config):
@@ -79,33 +104,92 @@ class Zero123Generator:
         max_batch: int = 32,
     ):
         self.pipe = pipe
-        self.preset = PRESETS[preset] if preset in PRESETS else None
-        if self.preset is None:
+        if preset not in PRESETS:
             raise ValueError(f"zero123.preset must be one of {sorted(PRESETS)}, got {preset!r}")
+        self.preset_name = preset
+        self.preset = PRESETS[preset]
         pipe.scheduler = make_scheduler(preset, pipe.scheduler.config)
         self.steps = {1: steps_stage1 or self.preset.steps_stage1, 2: steps_stage2 or self.preset.steps_stage2}
+        for n in self.steps.values():
+            steps_run(n, self.ldm_timesteps)  # the original's DDIM needs >= 2: fail here, not mid-plan
         self.guidance_scale = guidance_scale
         self.max_batch = max_batch
+        self.compiled = False
+        """Whether from_config compiled the UNet (torch.compile, CUDA only)."""
+
+    @property
+    def ldm_timesteps(self) -> bool:
+        """True when the sampler runs the original's DDIM timesteps (faithful preset)."""
+        return self.preset.scheduler == "ddim"
 
     @classmethod
-    def from_config(cls, cfg: Zero123Config) -> "Zero123Generator":
-        """Load weights (``cfg.model`` or $ONE2345_ZERO123), apply the device policy and speed options."""
+    def from_config(cls, cfg: Zero123Config) -> Zero123Generator:
+        """Load weights (``cfg.model`` or $ONE2345_ZERO123), apply the device policy and speed options.
+
+        On CUDA the UNet runs channels-last (and compiled with ``cfg.compile``); the
+        models stay resident on the device between requests.
+        """
         from .loading import load_zero123, resolve_zero123_source
 
         device = torch_device(cfg.device, cfg.allow_cpu, CPU_REFUSAL)
         if cfg.dtype not in DTYPES:
             raise ValueError(f"zero123.dtype must be one of {sorted(DTYPES)}, got {cfg.dtype!r}")
         source = resolve_zero123_source(cfg.model or None)
-        pipe = load_zero123(source, DTYPES[cfg.dtype], cfg.allow_pickle, cfg.image_encoder or None, cfg.camera_embedding)
-        pipe.use_sdpa()
+        pipe = load_zero123(
+            source, DTYPES[cfg.dtype], cfg.allow_pickle, cfg.image_encoder or None, cfg.camera_embedding,
+            variant=cfg.variant,
+        )  # fmt: skip
         pipe.to(device)
-        if device.type == "cuda":
-            pipe.unet.to(memory_format=torch.channels_last)
-            if cfg.compile:
-                pipe.unet.compile(fullgraph=True)
-        elif cfg.compile:
-            log.warning("zero123.compile is only used on CUDA; ignored on %s", device)
-        return cls(pipe, cfg.preset, cfg.steps_stage1, cfg.steps_stage2, cfg.guidance_scale, cfg.max_batch)
+        compiled = apply_speed_options(pipe, cfg.compile)
+        gen = cls(pipe, cfg.preset, cfg.steps_stage1, cfg.steps_stage2, cfg.guidance_scale, cfg.max_batch)
+        gen.compiled = compiled
+        return gen
+
+    def describe(self) -> dict:
+        """What generates the views, JSON-ready (for result.json).
+
+        Keys: ``model`` (folder or .ckpt path; None for in-memory weights), ``weights_kind``
+        ('diffusers_folder' | 'ldm_checkpoint' | 'in_memory'), ``layout`` ('A' | 'B' | None),
+        ``variant`` (UNet weight files loaded: 'main', 'fp16', 'fp16_ema', 'ema'; a .ckpt: 'ema'
+        or 'main'), ``variant_requested``, ``ema`` (true | false | null = unknown),
+        ``ema_basis`` (why), ``files`` (component -> path), ``camera_embedding``, ``dtype``
+        ('fp32' | 'fp16' | 'bf16'), ``device``, ``preset``, ``scheduler`` ('ddim_ldm' |
+        'dpmpp_2m'), ``eta``, ``steps`` and ``denoising_steps_run`` ({'stage1', 'stage2'}:
+        configured, and UNet calls per view the sampler makes, e.g. 75 -> 76), ``guidance_scale``,
+        ``max_batch``, ``compile``, ``channels_last``, ``attention`` ({'processors': [...],
+        'sdpa_backends': [...] from the first generation, or null before it}), ``uint8``
+        ('truncate', as the original).
+        """
+        pipe = self.pipe
+        info = pipe.weights_info
+        processors = sorted({type(p).__name__ for p in pipe.unet.attn_processors.values()})
+        backends = pipe.attention_backends
+        conv_in = pipe.unet.conv_in.weight
+        return {
+            "model": info.get("source"),
+            "weights_kind": info.get("kind"),
+            "layout": info.get("layout"),
+            "variant": info.get("variant"),
+            "variant_requested": info.get("variant_requested"),
+            "ema": info.get("ema"),
+            "ema_basis": info.get("ema_basis"),
+            "files": dict(info.get("files") or {}),
+            "camera_embedding": pipe.cc_projection.config.camera_embedding,
+            "dtype": DTYPE_NAMES.get(pipe.unet.dtype, str(pipe.unet.dtype)),
+            "device": str(pipe.unet.device),
+            "preset": self.preset_name,
+            "scheduler": "ddim_ldm" if self.ldm_timesteps else self.preset.scheduler,
+            "eta": self.preset.eta,
+            "steps": {"stage1": self.steps[1], "stage2": self.steps[2]},
+            "denoising_steps_run": {f"stage{k}": steps_run(n, self.ldm_timesteps) for k, n in self.steps.items()},
+            "guidance_scale": self.guidance_scale,
+            "max_batch": self.max_batch,
+            "compile": self.compiled,
+            "channels_last": conv_in.dim() == 4 and conv_in.is_contiguous(memory_format=torch.channels_last)
+            and not conv_in.is_contiguous(),
+            "attention": {"processors": processors, "sdpa_backends": list(backends) if backends else None},
+            "uint8": "truncate",
+        }
 
     # ------------------------------------------------------------------ protocol
 
@@ -152,7 +236,7 @@ class Zero123Generator:
         # 3. Denoise all views together, 4. decode.
         latents = pipe.denoise(
             cond[owner.to(cond.device)], context, seeds, self.steps[stage], self.guidance_scale, self.preset.eta,
-            ldm_timesteps=self.preset.scheduler == "ddim", max_batch=self.max_batch, progress=progress,
+            ldm_timesteps=self.ldm_timesteps, max_batch=self.max_batch, progress=progress,
         )  # fmt: skip
         out = to_output(pipe.decode_latents(latents, self.max_batch), "uint8")
         out = resize_views(out, VIEW_SIZE)

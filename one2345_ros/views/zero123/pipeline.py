@@ -27,7 +27,10 @@ depend on how the batch was chunked.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+import json
+from collections.abc import Callable, Sequence
+from functools import partial
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -48,6 +51,57 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 StepProgress = Callable[[int, int], None]
 CAMERA_EMBEDDINGS = ("delta_radius", "cond_polar")
+
+WEIGHTS_MARKER = "zero123_weights.json"
+"""Written beside model_index.json by :meth:`Zero123Pipeline.save_pretrained`:
+``{"variants": {"main": {"ema": true, "source": "105000.ckpt", ...}}}``."""
+
+IN_MEMORY_WEIGHTS = {
+    "source": None, "kind": "in_memory", "layout": None, "variant": None, "ema": None,
+    "ema_basis": "components built in memory (tests, benchmarks)", "files": {},
+}  # fmt: skip
+"""``weights_info`` of a pipeline that no loader made. Loaders fill in: ``source`` (path),
+``kind`` ('diffusers_folder' | 'ldm_checkpoint'), ``layout`` ('A' | 'B' | None),
+``variant`` (the UNet's file variant, 'main' for the default files; None for a .ckpt),
+``ema`` (True / False / None = unknown), ``ema_basis`` (why), ``files`` (component -> path)."""
+
+SDPA_OPS = {
+    "aten::_scaled_dot_product_flash_attention": "flash",
+    "aten::_scaled_dot_product_flash_attention_for_cpu": "flash_cpu",
+    "aten::_scaled_dot_product_efficient_attention": "mem_efficient",
+    "aten::_scaled_dot_product_cudnn_attention": "cudnn",
+    "aten::_scaled_dot_product_attention_math": "math",
+    "aten::_scaled_dot_product_fused_attention_overrideable": "overrideable",
+}
+"""aten ops behind F.scaled_dot_product_attention -> backend name (what the dispatcher chose)."""
+
+
+def run_recording_attention(fn):
+    """``(fn(), backends)``: backends = sorted SDPA kernels the call dispatched to.
+
+    Uses the CPU-side profiler (the aten op names say which kernel SDPA picked, on
+    CPU and CUDA alike). ('unknown',) when the profiler cannot start (e.g. another
+    one is running) or no SDPA op was recorded (a compiled graph may inline them).
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    try:
+        prof = profile(activities=[ProfilerActivity.CPU])
+        prof.__enter__()
+    except Exception:  # noqa: BLE001 - the profiler is optional here: never fail a generation over it
+        return fn(), ("unknown",)
+    try:
+        out = fn()
+    finally:
+        try:
+            prof.__exit__(None, None, None)
+            names = {e.name for e in prof.events()}
+        except Exception:  # noqa: BLE001
+            names = set()
+    found = tuple(sorted({SDPA_OPS[n] for n in names if n in SDPA_OPS}))
+    if not found and "aten::scaled_dot_product_attention" in names:
+        found = ("math",)
+    return out, found or ("unknown",)
 
 
 class CCProjection(ModelMixin, ConfigMixin):
@@ -71,29 +125,49 @@ class CCProjection(ModelMixin, ConfigMixin):
 
 
 def ldm_ddim_timesteps(num_steps: int, num_train_timesteps: int = 1000) -> np.ndarray:
-    """Timesteps of LDM's ``DDIMSampler`` ('uniform'), descending.
+    """Timesteps the original Zero123 / One-2-3-45 DDIM sampler runs for ``num_steps``, descending.
 
-    ``range(0, T, T // n) + 1``: for 50 steps the same as diffusers' "leading"
-    spacing; for 75 steps LDM runs 77 steps with stride 13 (diffusers would run 75).
-    A timestep of T (which LDM would index out of range, e.g. for 3 steps) is dropped.
+    Two rules of the original code (zero123/ldm, vendored unchanged by One-2-3-45):
+
+    * ``make_ddim_timesteps('uniform')`` (ldm/modules/diffusionmodules/util.py): stride
+      ``c = T // n``, timesteps ``range(0, T, c) + 1``;
+    * ``DDIMSampler.ddim_sampling(..., t_start=-1)`` (ldm/models/diffusion/ddim.py) then
+      runs ``ddim_timesteps[:t_start]``, dropping the highest timestep.
+
+    So 50 steps run 49 (961, 941, ..., 1) and 75 steps run 76 (976, 963, ..., 1; the
+    uniform rule gives 77 with stride 13, one is dropped). CompVis' stable-diffusion
+    DDIMSampler has no ``t_start`` and runs all of them; Zero123's does not.
+    Each step goes from t to t - c (the alphas of the full list), and the last to
+    alphas_cumprod[0]: diffusers' DDIMScheduler with ``num_inference_steps = n``,
+    ``set_alpha_to_one=False`` does the same updates, so only the list is replaced.
+    (Step counts for which the uniform rule reaches T, e.g. 3, make the original fail
+    with an IndexError; here that top timestep is the one dropped.)
     """
+    if num_steps < 2:
+        raise ValueError(f"the original DDIM sampler runs {num_steps} - 1 steps for {num_steps}: use at least 2")
     stride = num_train_timesteps // num_steps
     ts = np.arange(0, num_train_timesteps, stride) + 1
-    return ts[ts < num_train_timesteps][::-1].astype(np.int64)
+    return ts[:-1][::-1].astype(np.int64).copy()
 
 
 def set_scheduler_timesteps(scheduler, num_steps: int, device, ldm_ddim: bool) -> torch.Tensor:
-    """Prepare ``scheduler`` for ``num_steps`` and return its timesteps.
+    """Prepare ``scheduler`` for ``num_steps`` and return the timesteps it will run.
 
-    With ``ldm_ddim`` and a DDIMScheduler the timesteps are LDM's; DDIM's step
-    derives the previous timestep as ``t - T // num_inference_steps``, which is
-    exactly LDM's stride, so only the list needs replacing.
+    With ``ldm_ddim`` and a DDIMScheduler the timesteps are the original's
+    (:func:`ldm_ddim_timesteps`); DDIM's step derives the previous timestep as
+    ``t - T // num_inference_steps``, which is exactly LDM's stride, so
+    ``num_inference_steps`` stays ``num_steps`` and only the list is replaced.
     """
     scheduler.set_timesteps(num_steps, device=device)
     if ldm_ddim and isinstance(scheduler, DDIMScheduler):
         ts = ldm_ddim_timesteps(num_steps, scheduler.config.num_train_timesteps)
         scheduler.timesteps = torch.from_numpy(ts).to(device)
     return scheduler.timesteps
+
+
+def steps_run(num_steps: int, ldm_ddim: bool) -> int:
+    """Denoising steps (UNet calls per view) that ``num_steps`` means for the sampler."""
+    return len(ldm_ddim_timesteps(num_steps)) if ldm_ddim else num_steps
 
 
 def image_to_tensor(image, size: int) -> torch.Tensor:
@@ -126,7 +200,7 @@ class Zero123Pipeline(DiffusionPipeline):
     """
 
     model_cpu_offload_seq = "image_encoder->cc_projection->unet->vae"
-    _optional_components = ["feature_extractor"]
+    _optional_components = ["feature_extractor"]  # noqa: RUF012 - diffusers reads this class attribute
 
     def __init__(
         self,
@@ -147,6 +221,34 @@ class Zero123Pipeline(DiffusionPipeline):
             feature_extractor=feature_extractor,
         )
         check_component_sizes(vae, image_encoder, unet, cc_projection)
+        self.weights_info: dict = dict(IN_MEMORY_WEIGHTS)
+        """Where the weights came from (set by the loaders): see :data:`IN_MEMORY_WEIGHTS`."""
+        self.probe_attention = True
+        """Record which SDPA kernel the UNet runs, once, on the second step of the first loop."""
+        self.attention_backends: tuple[str, ...] | None = None
+        """SDPA backends seen in that UNet call ('flash', 'mem_efficient', 'cudnn', 'math', ...)."""
+
+    def save_pretrained(self, save_directory, safe_serialization: bool = True, variant: str | None = None, **kwargs):
+        """diffusers' save, plus :data:`WEIGHTS_MARKER` saying whether the UNet holds EMA weights.
+
+        The marker is keyed by variant ('main' for the default files) and merged with
+        an existing one, so a folder saved twice (fp32 and fp16) keeps both entries.
+        """
+        super().save_pretrained(save_directory, safe_serialization=safe_serialization, variant=variant, **kwargs)
+        variant = variant or "main"
+        path = Path(save_directory) / WEIGHTS_MARKER
+        marker = {"variants": {}}
+        if path.is_file():
+            try:
+                marker = json.loads(path.read_text())
+            except json.JSONDecodeError:
+                pass
+        marker.setdefault("variants", {})[variant] = {
+            "ema": self.weights_info.get("ema"),
+            "source": self.weights_info.get("source"),
+            "ema_basis": self.weights_info.get("ema_basis"),
+        }
+        path.write_text(json.dumps(marker, indent=1) + "\n")
 
     # ------------------------------------------------------------------ properties
 
@@ -190,13 +292,18 @@ class Zero123Pipeline(DiffusionPipeline):
 
     @torch.inference_mode()
     def decode_latents(self, latents: torch.Tensor, max_batch: int = 0) -> torch.Tensor:
-        """Images (B, 3, H, W) in [0, 1] from denoised latents (B, 4, h, w)."""
+        """Images (B, 3, H, W) in [0, 1] from denoised latents (B, 4, h, w), in the VAE's dtype.
+
+        ``clamp((x + 1) / 2, 0, 1)`` on the decoder output in its own dtype, as the
+        original does (float16 under One-2-3-45's autocast); :func:`images_to_uint8`
+        then quantises like the original. ``max_batch`` = 0 decodes all at once.
+        """
         out = []
         step = max_batch if max_batch > 0 else len(latents)
         for start in range(0, len(latents), step):
             z = latents[start : start + step] / self.vae.config.scaling_factor
             img = self.vae.decode(z.to(device=self.vae.device, dtype=self.vae.dtype)).sample
-            out.append(((img.float() + 1.0) / 2.0).clamp(0.0, 1.0))
+            out.append(torch.clamp((img + 1.0) / 2.0, min=0.0, max=1.0))
         return torch.cat(out)
 
     @property
@@ -253,6 +360,11 @@ class Zero123Pipeline(DiffusionPipeline):
             context: (N, 1, D) projected CLIP + camera context of each view.
             seeds: one per view (starting noise and DDIM eta noise).
             max_batch: largest UNet batch per forward (CFG rows included); 0 = no limit.
+
+        Every input of the loop is prepared on the device before it starts (timesteps,
+        the CFG halves of the conditioning, the per-step DDIM noise of every view), and
+        the scheduler gets Python-int timesteps: a step launches the UNet and the
+        scheduler arithmetic without waiting for the device.
         """
         device = self.unet.device
         dtype = self.unet.dtype
@@ -262,37 +374,62 @@ class Zero123Pipeline(DiffusionPipeline):
         do_cfg = guidance_scale > 1.0
         rows_per_view = 2 if do_cfg else 1
         views_per_chunk = n if max_batch <= 0 else max(1, max_batch // rows_per_view)
+        chunks = [slice(start, start + views_per_chunk) for start in range(0, n, views_per_chunk)]
 
         timesteps = set_scheduler_timesteps(self.scheduler, num_inference_steps, device, ldm_timesteps)
+        t_host = [int(t) for t in timesteps.cpu()]
+        t_device = timesteps.to(device)
         latents = self.initial_latents(seeds).to(device)
         cond_latents = cond_latents.to(device=device, dtype=dtype)
         context = context.to(device=device, dtype=dtype)
-        generators = [torch.Generator("cpu").manual_seed(int(s) + 1) for s in seeds]
-        stochastic_ddim = isinstance(self.scheduler, DDIMScheduler) and eta > 0
+        unet_cond = [self._cfg_inputs(cond_latents[sl], context[sl], do_cfg) for sl in chunks]
+        noise = None
+        if isinstance(self.scheduler, DDIMScheduler) and eta > 0:
+            # Per-view noise from per-view generators, drawn step by step in the order the loop
+            # uses it: independent of chunking and batch order.
+            generators = [torch.Generator("cpu").manual_seed(int(s) + 1) for s in seeds]
+            shape = latents.shape[1:]
+            noise = torch.stack(
+                [torch.stack([torch.randn(shape, generator=g) for g in generators]) for _ in t_host]
+            ).to(device)
+        probe_step = min(1, len(t_host) - 1) if self.attention_backends is None and self.probe_attention else -1
 
-        for i, t in enumerate(timesteps):
+        for i, t in enumerate(t_host):
             scaled = self.scheduler.scale_model_input(latents, t)
             eps = torch.empty_like(latents)
-            for start in range(0, n, views_per_chunk):
-                sl = slice(start, start + views_per_chunk)
-                eps[sl] = self._guided_eps(scaled[sl], t, cond_latents[sl], context[sl], guidance_scale, do_cfg)
-            if stochastic_ddim:
-                # Per-view noise from per-view generators: independent of chunking and batch order.
-                noise = torch.stack([torch.randn(latents.shape[1:], generator=g) for g in generators]).to(device)
-                latents = self.scheduler.step(eps, t, latents, eta=eta, variance_noise=noise).prev_sample
+            for k, (sl, (cond_in, ctx_in)) in enumerate(zip(chunks, unet_cond)):
+                if i == probe_step and k == 0:
+                    call = partial(self._guided_eps, scaled[sl], t_device[i], cond_in, ctx_in, guidance_scale, do_cfg)
+                    eps[sl], self.attention_backends = run_recording_attention(call)
+                else:
+                    eps[sl] = self._guided_eps(scaled[sl], t_device[i], cond_in, ctx_in, guidance_scale, do_cfg)
+            if noise is not None:
+                latents = self.scheduler.step(eps, t, latents, eta=eta, variance_noise=noise[i]).prev_sample
             else:
                 latents = self.scheduler.step(eps, t, latents).prev_sample
             if progress is not None:
-                progress(i + 1, len(timesteps))
+                progress(i + 1, len(t_host))
         return latents.float()
 
+    @staticmethod
+    def _cfg_inputs(cond_latents, context, do_cfg):
+        """UNet c_concat and context of a chunk: [zeros; cond] when guiding (inference-time null)."""
+        if not do_cfg:
+            return cond_latents, context
+        return (
+            torch.cat([torch.zeros_like(cond_latents), cond_latents]),
+            torch.cat([torch.zeros_like(context), context]),
+        )
+
     def _guided_eps(self, latents, t, cond_latents, context, guidance_scale, do_cfg):
-        """eps for a chunk of views: batch [uncond; cond] when guiding, combined as e_u + s (e_c - e_u)."""
+        """eps for a chunk of views: batch [uncond; cond] when guiding, combined as e_u + s (e_c - e_u).
+
+        ``cond_latents`` and ``context`` are the chunk's UNet inputs from :meth:`_cfg_inputs`
+        (already doubled when guiding).
+        """
         x = latents.to(self.unet.dtype)
         if do_cfg:
             x = torch.cat([x, x])
-            cond_latents = torch.cat([torch.zeros_like(cond_latents), cond_latents])
-            context = torch.cat([torch.zeros_like(context), context])
         unet_in = torch.cat([x, cond_latents], dim=1)  # noisy latents first, then c_concat
         out = self.unet(unet_in, t, encoder_hidden_states=context).sample.float()
         if not do_cfg:
@@ -353,14 +490,27 @@ class Zero123Pipeline(DiffusionPipeline):
         return ImagePipelineOutput(images=to_output(images, output_type))
 
 
+def images_to_uint8(images: torch.Tensor) -> np.ndarray:
+    """(N, 3, H, W) in [0, 1] -> uint8 (N, H, W, 3), quantised exactly as the original.
+
+    One-2-3-45 (utils/zero123_utils.py) and zero123's gradio_new.py write views with
+    ``(255.0 * x.numpy()).astype(np.uint8)`` on the clamped decoder output: the product
+    in the tensor's own dtype (float16 under autocast), then truncation, not rounding.
+    bfloat16 (no numpy type; the original never ran it) is widened to float32 first.
+    """
+    x = images.detach().permute(0, 2, 3, 1).cpu()
+    if x.dtype not in (torch.float16, torch.float32, torch.float64):
+        x = x.float()
+    return (255.0 * x.numpy()).astype(np.uint8)
+
+
 def to_output(images: torch.Tensor, output_type: str):
-    """Convert (N, 3, H, W) in [0, 1] to the requested output type."""
+    """Convert (N, 3, H, W) in [0, 1] to the requested output type ("uint8"/"pil": :func:`images_to_uint8`)."""
     if output_type == "pt":
         return images
-    arr = images.permute(0, 2, 3, 1).cpu().numpy()
     if output_type == "np":
-        return arr
-    u8 = np.round(arr * 255.0).astype(np.uint8)
+        return images.float().permute(0, 2, 3, 1).cpu().numpy()
+    u8 = images_to_uint8(images)
     if output_type == "uint8":
         return u8
     if output_type == "pil":

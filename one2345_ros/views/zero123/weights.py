@@ -40,6 +40,9 @@ class Zero123WeightsError(ValueError):
     """Zero123 weights are missing or do not match; the message names the file and keys."""
 
 
+MAIN_VARIANT = "main"
+"""Name used here for a component's default weight files (no variant tag)."""
+
 WEIGHT_NAMES = {
     "diffusers": ("diffusion_pytorch_model", "diffusion_pytorch_model"),
     "transformers": ("model", "pytorch_model"),
@@ -47,17 +50,47 @@ WEIGHT_NAMES = {
 """(safetensors stem, pickle stem) of each library's weight files."""
 
 
+def weight_file_names(library: str = "diffusers", variant: str | None = None) -> list[str]:
+    """File names of one component's weights, safetensors first (diffusers' variant naming).
+
+    ``diffusion_pytorch_model.<variant>.safetensors`` / ``model.<variant>.safetensors``
+    (transformers), then the ``.bin`` pickles; ``variant`` None or 'main' = no tag.
+    """
+    safe_stem, bin_stem = WEIGHT_NAMES[library]
+    tag = f".{variant}" if variant and variant != MAIN_VARIANT else ""
+    return [f"{safe_stem}{tag}.safetensors", f"{bin_stem}{tag}.bin"]
+
+
 def find_weight_file(subdir: Path, library: str = "diffusers", variant: str | None = None) -> Path:
     """The safetensors weight file, else the ``.bin`` pickle; error listing what was looked for."""
-    safe_stem, bin_stem = WEIGHT_NAMES[library]
-    tag = f".{variant}" if variant else ""
-    names = [f"{safe_stem}{tag}.safetensors", f"{bin_stem}{tag}.bin"]
+    names = weight_file_names(library, variant)
     for name in names:
         if (subdir / name).is_file():
             return subdir / name
     if (subdir / f"{names[0]}.index.json").is_file():
         raise Zero123WeightsError(f"{subdir}: sharded weights are not supported; re-save with a larger max_shard_size")
-    raise Zero123WeightsError(f"no weight file in {subdir}: looked for {', '.join(names)}. {HOW_TO_GET}")
+    found = available_variants(subdir, library)
+    have = f" (variants there: {', '.join(found)})" if found else ""
+    raise Zero123WeightsError(f"no weight file in {subdir}: looked for {', '.join(names)}{have}. {HOW_TO_GET}")
+
+
+def available_variants(subdir: Path, library: str = "diffusers") -> list[str]:
+    """Variants of a component folder's weight files: 'main' (no tag) and each ``<stem>.<tag>.*``, sorted."""
+    stems = set(WEIGHT_NAMES[library])
+    found = set()
+    if not Path(subdir).is_dir():
+        return []
+    for f in Path(subdir).iterdir():
+        for suffix in (".safetensors", ".bin"):
+            if not f.name.endswith(suffix) or not f.is_file():
+                continue
+            base = f.name[: -len(suffix)]
+            for stem in stems:
+                if base == stem:
+                    found.add(MAIN_VARIANT)
+                elif base.startswith(stem + "."):
+                    found.add(base[len(stem) + 1 :])
+    return sorted(found, key=lambda v: (v != MAIN_VARIANT, v))
 
 
 # --------------------------------------------------------------------- reading
@@ -89,6 +122,9 @@ def read_state_dict(path: Path, allow_pickle: bool = False) -> dict[str, torch.T
             ) from exc
         log.warning("loading %s with full unpickling (allow_pickle): only do this for trusted files", path)
         obj = _torch_load(path, weights_only=False)
+    except Exception as exc:  # torch raises RuntimeError, EOFError, ... for truncated or foreign files
+        raise Zero123WeightsError(f"{path}: corrupt or truncated checkpoint, torch.load failed: {type(exc).__name__}: "
+                                  f"{exc}. Copy or convert the weights again. {HOW_TO_GET}") from exc
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict):
