@@ -102,26 +102,28 @@ def sphere_color(points: np.ndarray) -> np.ndarray:
     return np.round(255 * (0.5 + 0.4 * d)).astype(np.uint8)
 
 
-def render_sphere_views(size: int = 32, radius: float = 0.3, elevation_deg: float = 20.0) -> ViewSet:
-    """The 32 One-2-3-45 stage-2 views of a coloured sphere at the origin, on white.
-
-    OpenCV cameras of the plan in the Zero123 world; the reference frame is the
-    input view's camera (like stage1_8/0.png); K scaled from 256 to ``size``.
-    """
+def plan_views(size: int = 256, elevation_deg: float = 20.0) -> ViewSet:
+    """The 32 One-2-3-45 stage-2 views (white images): the cameras of the plan in the
+    Zero123 world (OpenCV), the input view's camera as reference frame (like
+    stage1_8/0.png), K scaled from 256 to ``size``."""
     plan = cam.one2345_plan(float(cam.polar_from_elevation(elevation_deg)))
     views = cam.stage2_views(plan)
     c2w = np.stack([v.c2w() for v in views])
     K = cam.view_intrinsics(size)
-    images = []
-    for T in c2w:
+    ref = cam.spherical_to_c2w(plan[0].polar_deg - plan[0].d_polar_deg, 0.0)
+    return ViewSet(images=np.full((len(views), size, size, 3), 255, np.uint8),
+                   K=np.broadcast_to(K, (len(views), 3, 3)).copy(), c2w=c2w, names=[v.name for v in views],
+                   near_far=cam.ONE2345_NEAR_FAR, reference_c2w=ref)  # fmt: skip
+
+
+def render_sphere_views(size: int = 32, radius: float = 0.3, elevation_deg: float = 20.0) -> ViewSet:
+    """The 32 One-2-3-45 stage-2 views (:func:`plan_views`) of a coloured sphere at the origin, on white."""
+    views = plan_views(size, elevation_deg)
+    for img, K, T in zip(views.images, views.K, views.c2w):
         o, d = cam.pixel_rays(K, T, size, size)
         b = np.einsum("hwi,hwi->hw", o, d)
         disc = b**2 - (np.einsum("hwi,hwi->hw", o, o) - radius**2)
         hit = disc > 0
         t = -b - np.sqrt(np.where(hit, disc, 0.0))
-        img = np.full((size, size, 3), 255, np.uint8)
         img[hit] = sphere_color(o[hit] + t[hit, None] * d[hit])
-        images.append(img)
-    ref = cam.spherical_to_c2w(plan[0].polar_deg - plan[0].d_polar_deg, 0.0)
-    return ViewSet(images=np.stack(images), K=np.broadcast_to(K, (len(views), 3, 3)).copy(), c2w=c2w,
-                   names=[v.name for v in views], near_far=cam.ONE2345_NEAR_FAR, reference_c2w=ref)  # fmt: skip
+    return views

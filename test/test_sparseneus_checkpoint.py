@@ -1,6 +1,8 @@
 """Strict loading of the One-2-3-45 SparseNeuS checkpoint layout."""
 
 import json
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -103,13 +105,20 @@ def test_pickled_objects_are_refused(tmp_path):
         load_sparseneus(path, arch=TINY_ARCH)
 
 
-def test_torchsparse_backend_is_a_clear_error_without_torchsparse():
-    pytest.importorskip("torch")
-    try:
-        import torchsparse  # noqa: F401
+def test_torchsparse_backend_is_a_clear_error_without_torchsparse(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torchsparse", None)  # not importable, whether or not it is installed
+    with pytest.raises(BackendUnavailableError, match="torchsparse.*build_torchsparse.sh.*backend 'dense'"):
+        SparseNeuS(TINY_ARCH, backend="torchsparse")
 
-        pytest.skip("torchsparse is installed")
-    except ImportError:
-        pass
-    with pytest.raises(BackendUnavailableError, match="torchsparse.*backend 'dense'"):
+
+def test_torchsparse_backend_refuses_other_versions(monkeypatch):
+    fake = {name: types.ModuleType(name) for name in ("torchsparse", "torchsparse.backend", "torchsparse.nn",
+                                                       "torchsparse.nn.functional")}  # fmt: skip
+    fake["torchsparse"].__version__ = "2.1.0"  # [batch, x, y, z] coordinates, other kernel maps
+    fake["torchsparse"].backend = fake["torchsparse.backend"]
+    fake["torchsparse"].nn = fake["torchsparse.nn"]
+    fake["torchsparse.nn"].functional = fake["torchsparse.nn.functional"]
+    for name, module in fake.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    with pytest.raises(BackendUnavailableError, match="needs torchsparse 1.4.*found 2.1.0"):
         SparseNeuS(TINY_ARCH, backend="torchsparse")

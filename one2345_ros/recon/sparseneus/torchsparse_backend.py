@@ -1,18 +1,25 @@
-"""The ``torchsparse`` backend: SparseCostRegNet on torchsparse 1.4 (CUDA).
+"""The ``torchsparse`` backend: SparseCostRegNet on torchsparse 1.4 (CPU or CUDA).
 
 Uses the same parameters as the dense backend (spnn.Conv3d's 'kernel' layout),
 calling torchsparse.nn.functional.conv3d directly, so one checkpoint serves both.
-torchsparse is imported only here, and only when this backend is chosen. Written
-against the v1.4.0 API (SparseTensor(feats, coords) with coords [x, y, z, batch],
-kernel maps cached on the tensor for the transposed layers); it could not be run
-on the development machines, where torchsparse does not build.
+torchsparse is imported only here, and only when this backend is chosen. v1.4.0
+API: SparseTensor(feats, coords) with int32 coords [x, y, z, batch]; a strided
+conv caches its kernel map on the tensor, and the transposed layer reuses it
+(outputs at the cached fine coordinates, in their order, so the skips add row by
+row). Build torchsparse with tools/build_torchsparse.sh; test/test_sparseneus_torchsparse.py
+checks this backend against the dense one.
 """
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 from .sparse_conv import SparseBlock, SparseCostRegNet
+
+SUPPORTED_VERSION = "1.4."
+BUILD_HINT = "build it with tools/build_torchsparse.sh [VENV_PYTHON] (torchsparse 1.4.0 is not on PyPI)"
 
 
 class BackendUnavailableError(ImportError):
@@ -20,19 +27,30 @@ class BackendUnavailableError(ImportError):
 
 
 def import_torchsparse():
+    """(torchsparse, torchsparse.nn.functional), or BackendUnavailableError saying why not."""
     try:
-        import torchsparse
-        import torchsparse.nn.functional as spf
+        with warnings.catch_warnings():
+            # torchsparse 1.4 decorates with torch.cuda.amp.custom_fwd, deprecated since torch 2.4
+            warnings.simplefilter("ignore", FutureWarning)
+            import torchsparse
+            import torchsparse.backend  # the compiled extension
+            import torchsparse.nn.functional as spf
     except ImportError as exc:
         raise BackendUnavailableError(
-            "sparse backend 'torchsparse' needs torchsparse 1.4 "
-            "(pip install git+https://github.com/mit-han-lab/torchsparse.git@v1.4.0, CUDA build); "
-            f"it is not importable here ({exc}). Use backend 'dense' (the default), which gives the same results."
+            f"sparse backend 'torchsparse' needs torchsparse 1.4, which is not importable here ({exc}); "
+            f"{BUILD_HINT}. Or use backend 'dense' (the default), which gives the same results."
         ) from exc
+    version = getattr(torchsparse, "__version__", "?")
+    if not version.startswith(SUPPORTED_VERSION):
+        raise BackendUnavailableError(
+            f"sparse backend 'torchsparse' needs torchsparse 1.4 (One-2-3-45's; later versions changed the "
+            f"coordinate layout and kernel maps), found {version}; {BUILD_HINT}."
+        )
     return torchsparse, spf
 
 
 def _block(ts, spf, block: SparseBlock, x):
+    """BasicSparse(De)ConvolutionBlock: conv3d -> BatchNorm (block.bn's mode) -> ReLU."""
     conv = block.conv
     y = spf.conv3d(x, conv.kernel, kernel_size=3, stride=conv.stride, transposed=conv.transposed)
     out = ts.SparseTensor(coords=y.coords, feats=torch.relu(block.bn.normalize_rows(y.F)), stride=y.stride)
@@ -41,12 +59,18 @@ def _block(ts, spf, block: SparseBlock, x):
     return out
 
 
-def costreg_torchsparse(net: SparseCostRegNet, dense: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Same contract as SparseCostRegNet.forward_dense, computed by torchsparse."""
-    ts, spf = import_torchsparse()
+def sparse_input(dense: torch.Tensor, mask: torch.Tensor):
+    """(coords (N, 4) int32 [x, y, z, 0], feats (N, C)) of the active sites, in torch.nonzero order."""
     idx = torch.nonzero(mask)  # (N, 3) x, y, z
     coords = torch.cat([idx, torch.zeros_like(idx[:, :1])], dim=1).to(torch.int32)  # batch last
     feats = dense[0][:, mask].t().contiguous()
+    return coords, feats
+
+
+def costreg_torchsparse(net: SparseCostRegNet, dense: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Same contract as SparseCostRegNet.forward_dense, computed by torchsparse."""
+    ts, spf = import_torchsparse()
+    coords, feats = sparse_input(dense, mask)
     x = ts.SparseTensor(feats=feats, coords=coords)
     conv0 = _block(ts, spf, net.conv0, x)
     conv2 = _block(ts, spf, net.conv2, _block(ts, spf, net.conv1, conv0))
