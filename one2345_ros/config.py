@@ -196,7 +196,8 @@ class MetricConfig:
 @dataclass
 class OracleConfig:
     mesh: str = ""
-    """Mesh file (any format trimesh reads, +z up) the synthetic views are rendered from."""
+    """Mesh file (any format trimesh reads, +z up) the synthetic views are rendered from; for several objects
+    a folder holding ``<object_id>.<ext>`` per object."""
     input_c2w: list[float] = field(default_factory=list)
     """16 numbers, row-major: OpenCV c2w of the input camera in the mesh's frame ([] = from TF on the node)."""
     mesh_frame: str = ""
@@ -532,8 +533,8 @@ def validate(cfg: Config, node: bool = False) -> None:
                         f"elevation.polar_max_deg ({cfg.elevation.polar_max_deg})")  # fmt: skip
     if cfg.elevation.matcher == "loftr" and not cfg.elevation.loftr_weights:
         problems.append("elevation.matcher: 'loftr' needs elevation.loftr_weights (indoor_ds_new.ckpt)")
-    if cfg.oracle.mesh and not Path(cfg.oracle.mesh).expanduser().is_file():
-        problems.append(f"oracle.mesh: {cfg.oracle.mesh} is not a file")
+    if cfg.oracle.mesh and not Path(cfg.oracle.mesh).expanduser().exists():
+        problems.append(f"oracle.mesh: {cfg.oracle.mesh} does not exist (a mesh file, or a folder of <object_id>.* meshes)")
     if cfg.oracle.input_c2w and len(cfg.oracle.input_c2w) != 16:
         problems.append(f"oracle.input_c2w: needs 16 numbers (a row-major 4x4 c2w), got {len(cfg.oracle.input_c2w)}")
     if node:
