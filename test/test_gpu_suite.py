@@ -122,3 +122,13 @@ def test_child_process_failures_and_timeouts_are_errors(suite_module):
         suite_module.run_child(suite, "bogus", timeout_s=60)
     with pytest.raises(TimeoutError, match="did not finish within 0 s"):
         suite_module.run_child(suite, "plan_compiled:fp32", timeout_s=0.2)
+
+
+def test_small_suite_objects_section(suite_module, tmp_path):
+    """Three objects planned in shared batches against three single plans (the ratio is what sharing buys)."""
+    entries = _check_report(_run(suite_module, tmp_path, "--sections", "objects"), ["objects"])
+    (entry,) = entries.values()
+    figures = entry["figures"]
+    assert {"shared_s", "single_s", "ratio_shared_over_single", "peak_mem_mb"} <= set(figures)
+    assert figures["ratio_shared_over_single"] == pytest.approx(figures["shared_s"] / figures["single_s"])
+    assert entry["info"]["objects"] == 3
