@@ -56,6 +56,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "test"))
 
+from one2345_ros.timing import StageTimer  # noqa: E402
+
 SCHEMA_VERSION = 1
 DEFAULT_BUDGET_S = 330.0
 """Full run: 5.5 minutes of sections, inside the 6 minutes a lent H200 gives (imports come first)."""
@@ -635,21 +637,20 @@ def run_child(suite: Suite, task: str, timeout_s: float) -> list[dict]:
     return data["results"]
 
 
-class SyncTimer:
-    """StageTimer-compatible: ``with timer.stage(name)`` records seconds, synchronising CUDA at the end."""
+class SyncTimer(StageTimer):
+    """A StageTimer that synchronises CUDA before each stage ends, so GPU work is counted where it runs."""
 
     def __init__(self, suite: Suite):
+        super().__init__()
         self.suite = suite
-        self.timings: dict[str, float] = {}
 
     @contextmanager
     def stage(self, name: str):
-        t0 = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.suite.sync()
-            self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - t0
+        with super().stage(name):
+            try:
+                yield
+            finally:
+                self.suite.sync()
 
 
 SECTION_FUNCTIONS = {

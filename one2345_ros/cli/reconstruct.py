@@ -88,10 +88,9 @@ def prepare_labels_from_files(args, cfg: C.Config):
 
 
 def run(args) -> int:
-    from ..pipeline import Pipeline
     from ..results.files import check_output_dir, write_failure, write_result
     from ..results.result import failed_result
-    from .progress import StageBar, print_timings
+    from .progress import print_timings
 
     out = Path(args.out)
     cfg = None
@@ -103,13 +102,7 @@ def run(args) -> int:
         if args.labels:
             return _run_objects(args, cfg, out)
         inputs = prepare_from_files(args, cfg)
-        pipeline = Pipeline(cfg)
-        pipeline.load()
-        bar = StageBar(not args.quiet)
-        try:
-            result = pipeline.reconstruct(inputs, progress=bar)
-        finally:
-            bar.close()
+        (result,) = _with_progress(cfg, args.quiet, lambda pipeline, bar: [pipeline.reconstruct(inputs, progress=bar)])
     except Exception as exc:
         write_failure(out, failed_result(error_message(exc), config=C.to_dict(cfg) if cfg else {}))
         raise
@@ -125,22 +118,29 @@ def run(args) -> int:
     return 0
 
 
+def _with_progress(cfg: C.Config, quiet: bool, run):
+    """``run(pipeline, progress bar)`` with the configured models loaded and a progress bar shown."""
+    from ..pipeline import Pipeline
+    from .progress import StageBar
+
+    pipeline = Pipeline(cfg)
+    pipeline.load()
+    bar = StageBar(not quiet)
+    try:
+        return run(pipeline, bar)
+    finally:
+        bar.close()
+
+
 def _run_objects(args, cfg: C.Config, out: Path) -> int:
     """``--labels``: every object of the label image, their views generated together; one folder each."""
-    from ..pipeline import Pipeline
     from ..results.files import write_objects
-    from .progress import StageBar, print_timings
+    from .progress import print_timings
 
     prepared, refused = prepare_labels_from_files(args, cfg)
     results = []
     if prepared:
-        pipeline = Pipeline(cfg)
-        pipeline.load()
-        bar = StageBar(not args.quiet)
-        try:
-            results = pipeline.reconstruct_objects(prepared, progress=bar)
-        finally:
-            bar.close()
+        results = _with_progress(cfg, args.quiet, lambda pipeline, bar: pipeline.reconstruct_objects(prepared, bar))
     path = write_objects(out, results, refused, cfg.mesh)
     for result in results:
         if result.ok:

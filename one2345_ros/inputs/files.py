@@ -49,10 +49,7 @@ def read_depth(path: str | os.PathLike) -> tuple[np.ndarray, str]:
     if not p.is_file():
         raise InputError(f"depth file not found: {p}")
     if p.suffix.lower() == ".npy":
-        try:
-            depth = np.load(p, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise InputError(f"{p}: not a readable .npy array ({exc})") from exc
+        depth = _load_npy(p)
         if depth.dtype != np.float32 or depth.ndim != 2:
             raise InputError(f"{p}: .npy depth must be float32 [H, W] in metres, got {depth.dtype} {depth.shape}")
         return depth, "32FC1"
@@ -91,10 +88,7 @@ def read_labels(path: str | os.PathLike) -> np.ndarray:
     if not p.is_file():
         raise InputError(f"label image not found: {p}")
     if p.suffix.lower() == ".npy":
-        try:
-            labels = np.load(p, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise InputError(f"{p}: not a readable .npy array ({exc})") from exc
+        labels = _load_npy(p)
     else:
         try:
             with Image.open(p) as im:
@@ -106,3 +100,11 @@ def read_labels(path: str | os.PathLike) -> np.ndarray:
     if labels.ndim != 2 or labels.dtype.kind not in "iu":
         raise InputError(f"{p}: labels must be an integer [H, W] image, got {labels.dtype} {labels.shape}")
     return labels
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    """A ``.npy`` array, never unpickling objects."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: not a readable .npy array ({exc})") from exc
