@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from one2345_ros.geometry import cameras as cam
 from one2345_ros.config import ElevationConfig
+from one2345_ros.elevation.choice import choose_elevation, elevation_from_gravity
 from one2345_ros.elevation.estimate import estimate_elevation, search_polar
 from one2345_ros.elevation.geometry import (
     CAP_ERROR_PX,
@@ -16,8 +16,8 @@ from one2345_ros.elevation.geometry import (
     refine_with_view_poses,
     reprojection_errors,
 )
-from one2345_ros.elevation.choice import choose_elevation, elevation_from_gravity
 from one2345_ros.elevation.match import PairMatches, match_views
+from one2345_ros.geometry import cameras as cam
 from one2345_ros.types import InputError
 
 K256 = cam.view_intrinsics(256)
@@ -208,7 +208,7 @@ def test_unknown_matcher_and_missing_loftr_weights_are_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="sift"):
         estimate_elevation(np.full((4, 256, 256, 3), 200, np.uint8), ElevationConfig(matcher="orb"))
     missing = tmp_path / "indoor_ds_new.ckpt"
-    with pytest.raises(FileNotFoundError, match="indoor_ds_new.ckpt"):
+    with pytest.raises(FileNotFoundError, match=r"indoor_ds_new\.ckpt"):
         cfg = ElevationConfig(matcher="loftr", loftr_weights=str(missing))
         estimate_elevation(np.full((4, 256, 256, 3), 200, np.uint8), cfg)
 
@@ -227,7 +227,7 @@ def test_loftr_checkpoint_round_trip(tmp_path):
     torch.save({"state_dict": reference.state_dict(), "epoch": 29}, path)
     model = load_loftr(str(path))
     assert not model.training and model.config["coarse"]["temp_bug_fix"]
-    for (name, a), (_, b) in zip(reference.state_dict().items(), model.state_dict().items()):
+    for (name, a), (_, b) in zip(reference.state_dict().items(), model.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
     torch.save({"state_dict": {"backbone.conv1.weight": torch.zeros(1)}}, tmp_path / "other.ckpt")
     with pytest.raises(ValueError, match="not a LoFTR checkpoint"):
@@ -239,9 +239,9 @@ def test_loftr_checkpoint_round_trip(tmp_path):
 
 @pytest.mark.parametrize("name, elevation, azimuth, seed", [("mallet", 37.0, 20.0, 3), ("mug", -8.0, -120.0, 4)])
 def test_gravity_elevation_equals_rendered_truth_off_centre(name, elevation, azimuth, seed):
+    from one2345_ros.preprocess import preprocess
     from one2345_ros.synthetic.assets import load_object
     from one2345_ros.synthetic.scenes import render_scene
-    from one2345_ros.preprocess import preprocess
 
     mesh = load_object(name)
     scene = render_scene(mesh, elevation, azimuth, np.random.default_rng(seed))
@@ -312,6 +312,7 @@ def test_elevation_choice_wiring(oracle_views):
     d = choose_elevation(ElevationConfig(), blank, None)
     assert d.chosen_deg == pytest.approx(90.0 - ElevationConfig().fallback_polar_deg)
     assert "blank" in d.image_reason and "fallback" in d.image_reason and d.image_deg is None
+    assert d.source == "fallback"  # result.json must not call a fallback elevation an image estimate
 
 
 # ----------------------------------------------------------------------------- CLI

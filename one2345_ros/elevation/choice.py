@@ -15,7 +15,7 @@ Rule (``ElevationConfig.source``):
 Whatever is chosen, the image estimate (when it ran), the gravity elevation and
 their disagreement are reported in the result. An unreliable image estimate
 (confidence below ``min_confidence``) falls back to ``fallback_polar_deg`` with
-the reason recorded; estimation never raises out of the pipeline.
+the reason recorded and source ``fallback``; estimation never raises out of the pipeline.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..geometry import cameras as cam
 from ..config import ElevationConfig
+from ..geometry import cameras as cam
 from ..types import InputError
 
 GRAVITY_SIGMA_DEG = 1.0
@@ -157,4 +157,4 @@ def _choose(cfg: ElevationConfig, d: ElevationDecision) -> tuple[float | None, s
     fallback = float(cam.elevation_from_polar(cfg.fallback_polar_deg))
     reason = d.image_reason or "no image estimate"
     d.image_reason = f"{reason}; using the fallback elevation {fallback:.1f} deg"
-    return fallback, "image", d.image_confidence
+    return fallback, "fallback", d.image_confidence
