@@ -235,7 +235,7 @@ def test_production_chain_dense(dense, scene, models):
     assert (out / "mesh.ply").is_file() and (out / "mesh.glb").is_file()
     sheet = Image.open(out / doc["files"]["contact_sheet"]["path"])
     assert sheet.size[0] > 256 and sheet.size[1] > 256
-    views = read_views_folder(out / "views")
+    views = read_views_folder(out / "views", sources_only=False)
     assert len(views.names) == 40 and views.images.shape[1:] == (256, 256, 3)
     # mesh.face_budget honoured; colours per vertex (mesh.colors auto: the network's, checked below)
     assert doc["faces"] == len(mesh.faces) and 0.8 * FACE_BUDGET <= len(mesh.faces) <= FACE_BUDGET
@@ -264,14 +264,15 @@ def test_production_chain_dense(dense, scene, models):
 
 
 def _stage2_sources(folder: Path) -> ViewSet:
-    """The reconstruction's sources from a result's views/ folder: the 32 stage-2 views ("i_j"), in the
-    frame of view "0" (the input camera: One-2-3-45's stage1_8/0.png)."""
+    """The reconstruction's sources from a result's views/ folder: the 32 stage-2 views ("i_j") its views.json
+    lists as "sources", in the frame of view "0" (the input camera: One-2-3-45's stage1_8/0.png)."""
     views = read_views_folder(folder)
+    everything = read_views_folder(folder, sources_only=False)
     plan_names = [name.split("_", 2)[2] for name in views.names]  # view_NN_<plan name>
-    stage2 = [i for i, n in enumerate(plan_names) if "_" in n]
-    return ViewSet(images=views.images[stage2], K=views.K[stage2], c2w=views.c2w[stage2],
-                   names=[plan_names[i] for i in stage2], near_far=views.near_far,
-                   reference_c2w=views.c2w[plan_names.index("0")])  # fmt: skip
+    assert all("_" in n for n in plan_names)
+    all_names = [name.split("_", 2)[2] for name in everything.names]
+    np.testing.assert_array_equal(views.frame_c2w(), everything.c2w[all_names.index("0")])
+    return views
 
 
 def test_the_mesh_is_sparseneus_of_the_written_views_with_the_networks_colours(dense, models):

@@ -108,9 +108,12 @@ def write_result(
             if result.views is not None:
                 from ..views.folder import write_views_folder
 
-                write_views_folder(tmp / VIEWS_FOLDER, result.views.views)
+                planned = result.views
+                sources = [i for i, stage in enumerate(planned.stages) if stage == 2]
+                write_views_folder(tmp / VIEWS_FOLDER, planned.views, sources)
                 files["views"] = {"path": f"{VIEWS_FOLDER}/", "frame": "canonical", "units": "canonical",
-                                  "axes": AXES["canonical"]}  # fmt: skip
+                                  "axes": AXES["canonical"],
+                                  "note": "all generated views; 'sources' in views.json: the 32 the mesh is built from"}  # fmt: skip
         if extra is not None:
             files.update(extra(tmp))
         write_json_atomic(tmp / RESULT_JSON, result.to_json(files))
