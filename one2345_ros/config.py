@@ -70,17 +70,26 @@ class Zero123Config:
 class ElevationConfig:
     source: str = "auto"
     """'image', 'gravity', 'fused' or 'auto' (gravity when a gravity pose is given, else image)."""
+    mode: str = "default"
+    """'default' or 'faithful' (One-2-3-45's estimator step for step: its error, integer search, no refinement)."""
     matcher: str = "sift"
-    """'sift' (OpenCV, no weights) or 'loftr' (kornia, needs loftr_weights)."""
+    """'sift' (OpenCV SIFT), 'dense' (OpenCV DIS optical flow), 'sift+dense' (both; none needs weights) or
+    'loftr' (kornia, needs loftr_weights)."""
+    silhouettes: bool = True
+    """Default mode: also fit the silhouettes' epipolar tangency (what carries smooth, low-texture objects)."""
     loftr_weights: str = ""
     polar_min_deg: float = 30.0
     polar_max_deg: float = 150.0
+    """Coarse candidates: polar_min_deg, + coarse_step_deg, ... below polar_max_deg (the original's 30..140)."""
     coarse_step_deg: float = 10.0
     fine_step_deg: float = 1.0
+    fine_radius_deg: float = 10.0
+    """Fine candidates: the best coarse polar +- this (the original's best-10..best+9: polar 20..149 reachable)."""
     fallback_polar_deg: float = 90.0
-    """Polar angle used when the estimate is unreliable (One-2-3-45 uses 90)."""
-    min_confidence: float = 0.3
-    """Image estimates below this confidence are replaced by the fallback (reason recorded)."""
+    """Polar angle used when no estimate can be made (One-2-3-45 uses 90); the source is then 'fallback'."""
+    min_confidence: float = 0.0
+    """0: an image estimate is always used, whatever its confidence (as the original). Above 0: estimates
+    with a lower confidence are replaced by the fallback (source 'fallback', reason recorded)."""
     sift_contrast_threshold: float = 0.01
     """OpenCV SIFT contrastThreshold (OpenCV's default 0.04 finds too few points on 256x256 views)."""
     ratio_test: float = 0.8
@@ -94,11 +103,11 @@ class ElevationConfig:
     robust_scale_px: float = 2.0
     """Scale of the Cauchy loss on reprojection errors: larger errors count logarithmically."""
     min_tracks: int = 12
+    """Fewer three-view observations than this and no usable silhouettes: no estimate (the fallback is used)."""
     refine_view_poses: bool = True
     """After the grid search, refine the polar jointly with a small pose error per view (generated views are imperfect)."""
     view_pose_sigma_deg: float = 0.5
     """Prior standard deviation of each view's pose error in that refinement."""
-    """Fewer three-view observations than this: no estimate (too few matches)."""
 
 
 @dataclass
