@@ -18,7 +18,15 @@ soft edges) moves that view's two ends apart by the same amount, so the residual
 are projected onto the complement of those four per-view offsets: 9 numbers that
 no such offset changes, while a wrong polar still does (measured on oracle views:
 a 2 px dilation of one view moves the two-end minimum by up to 15 deg, the
-projected one by under 1 deg).
+projected one by under 1 deg). A view whose silhouette touches the image border
+is left out (its pairs go, and the projection is the one of the pairs left).
+
+How much it carries: one degree of polar moves these residuals by only ~0.1-0.2 px,
+so clean silhouettes pin the elevation to about a degree (benchmark, low-texture
+clean views: median 0.5 deg), while per-view pose errors of +-2 deg or a pixel of
+shape inconsistency between generated views move it by several degrees; and a body
+of revolution seen along its axis (a mug from above) has silhouettes that hardly
+change with azimuth.
 
 Contours are the subpixel iso-line of the foreground test's darkness (255 minus
 the darkest channel, at the white threshold), so they follow the same boundary as
