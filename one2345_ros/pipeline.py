@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from . import config as C
-from .elevation.choice import choose_elevation, elevation_from_gravity
+from .elevation.choice import choose_elevation
+from .elevation.gravity import gravity_elevation
 from .geometry import cameras as cam
 from .mesh import make_mesh
 from .preprocess import preprocess
@@ -224,6 +225,8 @@ class Pipeline:
             diagnostics["objects_in_batch"] = n_objects
         if it.decision.disagreement_deg is not None:
             diagnostics["elevation_disagreement_deg"] = it.decision.disagreement_deg
+        if it.gravity_center:
+            diagnostics["gravity_center_from"] = it.gravity_center
         if it.estimate is not None:
             diagnostics["elevation_estimate"] = it.estimate.to_dict()
         describe = getattr(it.generator, "describe", None)
@@ -249,7 +252,7 @@ class Pipeline:
             elevation_image_deg=it.decision.image_deg,
             elevation_gravity_deg=it.decision.gravity_deg,
             confidence=float(it.decision.confidence),
-            elevation_reason=it.decision.image_reason,
+            elevation_reason=it.decision.reason,
             view_source=getattr(it.generator, "name", "unknown"),
             backend=self.reconstructor.name,
             views=it.planned,
@@ -273,6 +276,7 @@ class _Object:
     error: BaseException | None = None
     pre: Any = None
     gravity_deg: float | None = None
+    gravity_center: str = ""
     prior: float | None = None
     elevation_views: np.ndarray | None = None
     estimate: Any = None
@@ -289,13 +293,15 @@ class _Object:
 
 
 def _gravity(it: _Object, cfg: C.ElevationConfig) -> None:
-    """Step 2: the elevation from a gravity pose (needs K); the Stable Zero123 polar prior."""
+    """Step 2: the elevation from a gravity pose (needs K), along the ray to the object's 3-D centre (from
+    its masked depth; the mask box's centre without depth); the Stable Zero123 polar prior."""
     inputs = it.inputs
     if inputs.gravity_c2w is not None:
         if inputs.K is None:
             it.warnings.append("gravity pose ignored: it needs the camera intrinsics (camera_info)")
         else:
-            it.gravity_deg = elevation_from_gravity(inputs.gravity_c2w, inputs.K, it.pre.pixel_center)
+            g = gravity_elevation(inputs.gravity_c2w, inputs.K, inputs.mask, inputs.depth)
+            it.gravity_deg, it.gravity_center = g.elevation_deg, g.center_source
     if cfg.source == "gravity" and it.gravity_deg is None:
         raise InputError("elevation.source is 'gravity' but the request has no usable gravity-aligned camera pose "
                          "(TF and camera_info)")  # fmt: skip
