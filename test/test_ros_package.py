@@ -75,8 +75,18 @@ def test_moveit_msgs_is_optional():
 
 def test_cmakelists_layout():
     cmake = (REPO / "CMakeLists.txt").read_text()
-    # rosidl_python#141: the Python package must be installed before interfaces are generated.
-    assert cmake.index("ament_python_install_package(${PROJECT_NAME})") < cmake.index("rosidl_generate_interfaces(")
+    code = "\n".join(line.split("#")[0] for line in cmake.splitlines())  # without comments
+    # rosidl_generator_py installs the Python package of the project's name (the generated
+    # msg/srv/action); a second ament_python_install_package of that name fails on Humble and
+    # Jazzy in either order. Our sources go into the same folder with a plain install(DIRECTORY)
+    # after the interfaces, so our __init__.py replaces the generated one.
+    assert "ament_python_install_package" not in code
+    install_python = re.search(r'install\(DIRECTORY \$\{PROJECT_NAME\}/ DESTINATION "\$\{PYTHON_INSTALL_DIR\}/'
+                               r'\$\{PROJECT_NAME\}"(.*?)\)', code, re.DOTALL)  # fmt: skip
+    assert install_python, "the Python package must be installed with install(DIRECTORY ...)"
+    assert 'PATTERN "__pycache__" EXCLUDE' in install_python.group(1)
+    assert code.index("rosidl_generate_interfaces(") < install_python.start()
+    assert code.index("find_package(ament_cmake_python REQUIRED)") < install_python.start()  # PYTHON_INSTALL_DIR
     for folder, ext in (("msg", "msg"), ("srv", "srv"), ("action", "action")):
         for path in (REPO / folder).glob(f"*.{ext}"):
             assert f'"{folder}/{path.name}"' in cmake
