@@ -137,12 +137,12 @@ class TfBuffer:
         return types.SimpleNamespace(transform=tf)
 
 
-class Broadcaster:
-    def __init__(self, node):
-        self.sent = []
+class Listener:
+    def __init__(self, buffer, node):
+        self.unregistered = False
 
-    def sendTransform(self, transforms):
-        self.sent.append(list(transforms))
+    def unregister(self):
+        self.unregistered = True
 
 
 @pytest.fixture
@@ -165,11 +165,11 @@ def node_module(monkeypatch):
     module("rcl_interfaces.msg", ParameterDescriptor=lambda **kw: kw)
     module("message_filters", Subscriber=lambda node, t, topic, **kw: types.SimpleNamespace(topic=topic, sub=topic),
            ApproximateTimeSynchronizer=Synchronizer)  # fmt: skip
-    module("tf2_ros", StaticTransformBroadcaster=Broadcaster, Buffer=TfBuffer, TransformListener=lambda buf, node: None)
+    module("tf2_ros", Buffer=TfBuffer, TransformListener=Listener)
     module("rclpy.time", Time=lambda nanoseconds: nanoseconds)
     module("rclpy.duration", Duration=lambda seconds: seconds)
     for package in ("std_msgs", "sensor_msgs", "geometry_msgs", "shape_msgs", "visualization_msgs",
-                    "builtin_interfaces", "one2345_ros"):  # fmt: skip
+                    "builtin_interfaces", "tf2_msgs", "one2345_ros"):  # fmt: skip
         for kind in ("msg", "srv", "action"):
             monkeypatch.setitem(sys.modules, f"{package}.{kind}", MsgModule(package, kind))
     sys.modules.pop("one2345_ros.ros.node", None)
@@ -219,15 +219,15 @@ def test_inputs_service_action_and_publications(node_module, tmp_path):
     for topic in ("~/object", "~/marker", "~/elevation", "~/points", "~/views"):
         assert len(node.published[topic]) == 1, topic
     assert node.published["~/marker"][0].type == 11 and node.published["~/elevation"][0].data == 23.5
-    (transforms,) = node._tf.sent
-    assert transforms[0].child_frame_id == "one2345/mug"
+    (tf_message,) = node.published["/tf_static"]
+    assert [t.child_frame_id for t in tf_message.transforms] == ["one2345/mug"]
 
     (action,) = ActionServer.instances[-1:]
     handle = GoalHandle(F.make("one2345_ros/action/ReconstructObject_Goal", object_id="cup"))
     result = action.execute(handle)
     assert result.success and handle.state == "succeeded" and result.object.object_id == "cup"
     assert [stage for stage, _ in handle.feedback][:2] == ["started", "preprocess"]
-    assert len(node._tf.sent[-1]) == 2  # both object frames are re-sent on /tf_static
+    assert len(node.published["/tf_static"][-1].transforms) == 2  # both object frames are re-sent on /tf_static
 
     assert node.on_deactivate(None) == "success" and not pipeline.loaded
     assert node.on_cleanup(None) == "success" and node.services == {}

@@ -28,6 +28,10 @@ def _deps(pkg):
     return {d.name for group in groups for d in group if d.evaluated_condition is not False}
 
 
+# Functions taking a module name: node.py imports its optional ROS packages through them.
+IMPORT_FUNCTIONS = {"import_module", "_import_optional", "_optional"}
+
+
 def _imported_top_modules(path):
     tree = ast.parse(path.read_text(), str(path))
     names = set()
@@ -36,6 +40,10 @@ def _imported_top_modules(path):
             names |= {a.name.split(".")[0] for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             names.add(node.module.split(".")[0])
+        elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
+            func = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            if func in IMPORT_FUNCTIONS and isinstance(node.args[0].value, str):
+                names.add(node.args[0].value.split(".")[0])
     return names
 
 
@@ -53,7 +61,7 @@ def test_every_ros_import_is_a_dependency():
     for path in ROS_SOURCES:
         imported |= _imported_top_modules(path)
     ros_modules = imported - set(sys.stdlib_module_names) - PIP_MODULES
-    assert "rclpy" in ros_modules and "message_filters" in ros_modules and "tf2_ros" in ros_modules
+    assert {"rclpy", "message_filters", "tf2_ros", "tf2_msgs", "cv_bridge", "moveit_msgs"} <= ros_modules
     assert ros_modules - deps == set()
 
 
