@@ -164,16 +164,18 @@ build_extras() {
 step extras "$EXTRAS_KEY" build_extras
 
 # ---------------------------------------------------------------- 5. colcon: this package
-# --symlink-install: the installed Python files, scripts, launch and config files are links
-# into the repository, so their edits need no rebuild. The key therefore holds the contents
-# of what CMake reads or generates from, and only the names of the Python package's files
-# (a new or removed file needs a new link).
+# --symlink-install: the installed Python files, scripts, launch, config and rviz files are
+# links into the repository, so editing them needs no rebuild. The key therefore holds the
+# contents of what CMake reads or generates code from (CMakeLists.txt, package.xml,
+# msg/srv/action) and only the names and modes of the linked files (a new or removed file
+# needs a new link).
 PACKAGE_KEY=$( {
   echo "$EXTRAS_KEY $REPO"
   cd "$REPO"
   cat CMakeLists.txt package.xml
-  find msg srv action scripts launch config rviz -type f ! -name '*.pyc' -print0 2>/dev/null | sort -z | xargs -0 cat
-  find one2345_ros -name __pycache__ -prune -o -type f ! -name '*.pyc' -print | sort
+  find msg srv action -type f -print0 2>/dev/null | sort -z | xargs -0 cat
+  find scripts launch config rviz one2345_ros -name __pycache__ -prune -o -type f ! -name '*.pyc' \
+    -printf '%p %m\n' 2>/dev/null | sort
 } | hash_of)
 build_package() {
   colcon_env
@@ -195,8 +197,9 @@ step package "$PACKAGE_KEY" build_package
 cat >"$DIR/setup.bash.tmp" <<EOF
 # ROS 2 Jazzy (PyPI wheels + colcon workspace) for one2345_ros; written by tools/ros_jazzy_env.sh.
 # Source it from bash: source $DIR/setup.bash
+# Safe to source under set -eu: nounset is restored, no command here fails.
 # shellcheck disable=SC1091
-_one2345_nounset=\$([[ \$- == *u* ]] && echo 1)
+case \$- in *u*) _one2345_nounset=1 ;; *) _one2345_nounset= ;; esac
 set +u
 source "$VENV/bin/activate"
 source "$WS/install/local_setup.bash"
@@ -208,7 +211,7 @@ export ROS_DISTRO=jazzy ROS_VERSION=2 ROS_PYTHON_VERSION=3 RMW_IMPLEMENTATION=rm
 # keep other jobs' nodes on this machine apart; it is kept.
 export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
 export ROS_DOMAIN_ID="\${ROS_DOMAIN_ID:-0}"
-[ -n "\$_one2345_nounset" ] && set -u
+if [ -n "\$_one2345_nounset" ]; then set -u; fi
 unset _one2345_nounset
 EOF
 mv "$DIR/setup.bash.tmp" "$DIR/setup.bash"
