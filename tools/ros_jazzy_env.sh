@@ -49,7 +49,9 @@ for tool in gcc g++ cmake sha256sum tar; do
 done
 command -v "$PY" >/dev/null || die "'$PY' not found; set PYTHON to a CPython 3.11"
 # The base interpreter, also when PYTHON is a venv's: the key below must not change with it.
-PY=$("$PY" -c 'import sys; print(getattr(sys, "_base_executable", "") or sys.executable)')
+base=$("$PY" -c 'import sys; print(getattr(sys, "_base_executable", "") or sys.executable)') \
+  || die "cannot run $PY (see above); set PYTHON to a CPython 3.11"
+PY=$base
 pyver=$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 [ "$pyver" = 3.11 ] || die "$PY is Python $pyver; the ros-jazzy-* wheels on PyPI are for CPython 3.11 (set PYTHON)"
 [ -f "$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')/Python.h" ] \
