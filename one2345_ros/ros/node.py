@@ -250,6 +250,20 @@ class ReconstructorNode(LifecycleNode):
                                            cancel_callback=lambda goal: CancelResponse.ACCEPT,
                                            callback_group=requests))  # fmt: skip
 
+    def destroy_node(self):
+        """Everything configure made, the node, and its lifecycle state machine.
+
+        rclpy's Node.destroy_node leaves waitables (our action server) and LifecycleNode's
+        state machine alive until garbage collection, and both hold the node's rcl handle: a
+        destroyed node stayed in the ROS graph, in-process with lifecycle services nobody
+        answered, or for the 20 s DDS lease after its process had gone.
+        """
+        self._teardown(worker_wait_s=WORKER_EXIT_WAIT_S)
+        super().destroy_node()
+        state_machine = getattr(self, "_state_machine", None)
+        if state_machine is not None and hasattr(state_machine, "destroy_when_not_in_use"):
+            state_machine.destroy_when_not_in_use()
+
     def _track(self, kind: str, entity):
         self._entities.append((kind, entity))
         return entity
