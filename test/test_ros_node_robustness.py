@@ -328,7 +328,8 @@ def _start(how, log, autostart=False):
         pytest.skip("one2345_ros is not built and sourced (tools/ros_jazzy_env.sh or colcon build)")
     # A new session, like a terminal's process group: Ctrl-C there signals the whole group.
     return subprocess.Popen(cmd + ["--ros-args", "-p", f"ros.autostart:={str(autostart).lower()}"],
-                            start_new_session=True, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+                            start_new_session=True, stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, "PYTHONFAULTHANDLER": "1"})  # fmt: skip
 
 
 def _wait_for_node(client, timeout=60.0):
@@ -383,8 +384,11 @@ def test_node_process_exits_promptly(ros_context, tmp_path, how, stop):
             state = _wait_for_node(client)
             assert activating or state == "unconfigured", state
         except AssertionError as exc:
+            if proc.poll() is None:  # PYTHONFAULTHANDLER: SIGABRT prints every thread's stack
+                os.killpg(proc.pid, signal.SIGABRT)
+                _wait(lambda: proc.poll() is not None, 5)
             raise AssertionError(f"{exc}; node process exit code {proc.poll()}, its output:\n"
-                                 f"{log_path.read_text(errors='replace')[-3000:]}") from None  # fmt: skip
+                                 f"{log_path.read_text(errors='replace')[-6000:]}") from None  # fmt: skip
         if activating:
             assert _wait(lambda: any(m in log_path.read_text(errors="replace")
                                      for m in ("cannot activate", "active: models loaded")), 180)  # fmt: skip
@@ -406,9 +410,13 @@ def test_node_process_exits_promptly(ros_context, tmp_path, how, stop):
             code = None
         elapsed = time.monotonic() - t0
         output = log_path.read_text(errors="replace")
-        print(f"\n{how}, {stop}: exit code {code} after {elapsed:.2f} s")
+        # It leaves the ROS graph with it, not after the DDS lease (20 s): a node started next
+        # must not meet the ghost of this one.
+        gone = _wait(lambda: "one2345_reconstructor" not in client.get_node_names(), 3.0)
+        print(f"\n{how}, {stop}: exit code {code} after {elapsed:.2f} s, gone from the graph: {gone}")
         assert code == 0, output[-3000:]
         assert elapsed < 2.0, output[-3000:]
+        assert gone, "the node is still in the ROS graph 3 s after its process ended"
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
