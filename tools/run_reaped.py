@@ -26,6 +26,7 @@ PR_SET_CHILD_SUBREAPER = 36
 
 
 def _children_map() -> dict[int, list[int]]:
+    """ppid -> pids of live processes (zombies left out: they only wait to be reaped)."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -35,8 +36,9 @@ def _children_map() -> dict[int, list[int]]:
                 stat = f.read()
         except OSError:  # gone meanwhile
             continue
-        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
-        children.setdefault(ppid, []).append(int(entry))
+        state, ppid = stat[stat.rindex(")") + 2 :].split()[:2]
+        if state != "Z":
+            children.setdefault(int(ppid), []).append(int(entry))
     return children
 
 
@@ -98,6 +100,7 @@ def main(argv: list[str]) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, forward)
     code = proc.wait()
+    _reap()
     left = descendants(os.getpid())
     if left:
         print(f"run_reaped: {len(left)} process(es) left running by '{' '.join(argv)[:80]}':", file=sys.stderr)
