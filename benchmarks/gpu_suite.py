@@ -498,7 +498,7 @@ def section_sparseneus(suite: Suite) -> dict:
 
         import_torchsparse()
         backends.append("torchsparse")
-    except Exception as exc:  # noqa: BLE001 - optional backend: record why it is absent
+    except Exception as exc:
         notes.append(f"torchsparse not measured: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
     views = render_sphere_views(size=32 if suite.small else 256)
     results = []
@@ -605,7 +605,7 @@ def section_plan_compiled(suite: Suite, in_process: bool = False) -> dict:
                 results.extend(compiled_plan_entries(suite, dtype_name))
             else:
                 results.extend(run_child(suite, f"plan_compiled:{dtype_name}", min(COMPILE_TIMEOUT_S, suite.left() - 5)))
-        except Exception as exc:  # noqa: BLE001 - a failed compile is a result, not the end of the suite
+        except Exception as exc:
             errors.append({"item": f"plan_compiled/{dtype_name}", "error": f"{type(exc).__name__}: {exc}"[:2000]})
         free_memory(suite)
     out = {"results": results, "notes": notes}
@@ -680,7 +680,7 @@ def run_suite(suite: Suite, sections=SECTIONS) -> dict:
         try:
             out = SECTION_FUNCTIONS[name](suite)
             out.setdefault("status", "partial" if out.get("errors") or any("budget" in n for n in out["notes"]) else "ok")
-        except Exception as exc:  # noqa: BLE001 - degrade: record and go on
+        except Exception as exc:
             out = {"status": "error", "results": [], "notes": [],
                    "error": f"{type(exc).__name__}: {exc}"[:2000], "traceback": traceback.format_exc()[-4000:]}  # fmt: skip
         out["seconds"] = time.perf_counter() - t0
@@ -724,7 +724,7 @@ def child_main(args) -> int:
         if task != "plan_compiled" or dtype_name not in suite.dtypes:
             raise ValueError(f"unknown child task {args.child!r}")
         data = {"results": compiled_plan_entries(suite, dtype_name)}
-    except Exception as exc:  # noqa: BLE001 - reported to the parent
+    except Exception as exc:
         data = {"error": f"{type(exc).__name__}: {exc}"[:2000] + "\n" + traceback.format_exc()[-3000:]}
     Path(args.child_out).write_text(json.dumps(data))
     return 0

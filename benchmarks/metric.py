@@ -19,15 +19,15 @@ from pathlib import Path
 
 import numpy as np
 
-from one2345_ros.geometry import cameras as cam
-from one2345_ros.synthetic.assets import list_objects, load_object, make_random_object
 from one2345_ros.config import Config
-from one2345_ros.results.atomic import write_json_atomic
 from one2345_ros.evaluation.mesh_metrics import compare_meshes
+from one2345_ros.geometry import cameras as cam
+from one2345_ros.geometry.render import Renderer
 from one2345_ros.inputs.calibration import make_calibration
 from one2345_ros.inputs.prepare import prepare_inputs
 from one2345_ros.pipeline import Pipeline
-from one2345_ros.geometry.render import Renderer
+from one2345_ros.results.atomic import write_json_atomic
+from one2345_ros.synthetic.assets import list_objects, load_object, make_random_object
 from one2345_ros.views.oracle import OracleGenerator
 
 K = cam.intrinsics(600.0, 600.0, 319.5, 239.5)

@@ -20,6 +20,7 @@ from PIL import Image
 from .config import PreprocessConfig
 from .types import InputError
 
+
 @dataclass(frozen=True)
 class CropTransform:
     """Square crop [x0, x0 + side) x [y0, y0 + side) of the original image (continuous

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
-from typing import Callable
 
 StageProgressFn = Callable[[str, float], None]
 """``callback(stage_name, fraction_done_of_whole_pipeline)``."""

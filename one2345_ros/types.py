@@ -75,7 +75,7 @@ class ViewSet:
         if self.masks is not None and self.masks.shape != self.images.shape[:3]:
             raise InputError(f"views: masks {self.masks.shape} do not match images {self.images.shape}")
 
-    def select(self, indices) -> "ViewSet":
+    def select(self, indices) -> ViewSet:
         """The views at ``indices`` (same reference frame: its c2w is kept explicitly)."""
         idx = [int(i) for i in indices]
         return ViewSet(

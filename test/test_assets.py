@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import trimesh
 
-from one2345_ros.synthetic import assets
 from one2345_ros.geometry import cameras
-from one2345_ros.synthetic.assets import make_objects
 from one2345_ros.geometry.render import Renderer
+from one2345_ros.synthetic import assets
+from one2345_ros.synthetic.assets import make_objects
 
 NAMES = ["house", "mallet", "mug"]
 

@@ -158,11 +158,11 @@ def test_other_commands_fail_with_the_reason(files, tmp_path, capsys, case, argv
 
 def test_a_failed_rerun_leaves_no_stale_mesh(files, tmp_path, capsys):
     """A good run, then a failing one into the same folder: only result.json (ok: false) remains."""
+    from hull_scenes import ellipsoid_viewset
+
     from one2345_ros.geometry import cameras as cam
     from one2345_ros.types import ViewSet
     from one2345_ros.views.folder import write_views_folder
-
-    from hull_scenes import ellipsoid_viewset
 
     views = ellipsoid_viewset(center=(0, 0, 0), radii=(0.3, 0.2, 0.25))
     write_views_folder(tmp_path / "views", ViewSet(images=views.images, K=views.K, c2w=views.c2w, names=views.names,

@@ -1,12 +1,12 @@
 """Camera conventions: round trips in float64 and the original's pose vectors."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from one2345_ros.geometry import cameras as cam
-from pathlib import Path
 
 RNG = np.random.default_rng(0)
 

@@ -8,17 +8,17 @@ import pytest
 import trimesh
 from PIL import Image
 
-from one2345_ros.geometry import cameras as cam
-from one2345_ros.synthetic.assets import list_objects, load_object
 from one2345_ros.cli.main import main
 from one2345_ros.config import HullConfig, MeshConfig
+from one2345_ros.evaluation.mesh_metrics import compare_meshes
+from one2345_ros.geometry import cameras as cam
+from one2345_ros.geometry.render import Renderer
+from one2345_ros.mesh import make_mesh
+from one2345_ros.mesh.files import load_mesh
+from one2345_ros.recon import HullReconstructor
+from one2345_ros.synthetic.assets import list_objects, load_object
 from one2345_ros.types import ViewSet
 from one2345_ros.views.folder import read_views_folder, write_views_folder
-from one2345_ros.mesh.files import load_mesh
-from one2345_ros.evaluation.mesh_metrics import compare_meshes
-from one2345_ros.mesh import make_mesh
-from one2345_ros.recon import HullReconstructor
-from one2345_ros.geometry.render import Renderer
 from one2345_ros.views.oracle import OracleGenerator
 
 K = cam.intrinsics(600.0, 600.0, 319.5, 239.5)

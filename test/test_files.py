@@ -14,10 +14,9 @@ from one2345_ros.views.folder import read_views_folder, write_views_folder
 def test_atomic_write_keeps_old_file_on_failure(tmp_path):
     target = tmp_path / "result.json"
     write_json_atomic(target, {"a": 1})
-    with pytest.raises(RuntimeError):
-        with atomic_path(target) as tmp:
-            tmp.write_text("half")
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("boom")
     assert json.loads(target.read_text()) == {"a": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["result.json"]
 

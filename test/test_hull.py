@@ -2,15 +2,15 @@
 
 import numpy as np
 import pytest
-
 from hull_scenes import ellipsoid_mesh, ellipsoid_viewset, render_ellipsoid, stage2_cameras
-from one2345_ros.geometry import cameras as cam
+
 from one2345_ros.config import HullConfig
-from one2345_ros.types import InputError, ViewSet
-from one2345_ros.mesh.extract import extract_mesh
-from one2345_ros.mesh import mesh_from_grid
 from one2345_ros.evaluation.mesh_metrics import compare_meshes, surface_distances
+from one2345_ros.geometry import cameras as cam
+from one2345_ros.mesh import mesh_from_grid
+from one2345_ros.mesh.extract import extract_mesh
 from one2345_ros.recon.hull import HullError, reconstruct_hull, required_views, signed_distance_px
+from one2345_ros.types import InputError, ViewSet
 
 SPHERE = dict(center=(0.04, -0.03, 0.02), radii=(0.3, 0.3, 0.3))
 RES = 96

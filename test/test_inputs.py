@@ -7,13 +7,12 @@ import json
 import cv2
 import numpy as np
 import pytest
+from ros_helpers import TYPESTORE, camera_info_msg, image_msg
 
 from one2345_ros import config as C
 from one2345_ros.inputs.calibration import make_calibration
 from one2345_ros.inputs.prepare import binarize_mask, depth_to_metres, prepare_inputs
 from one2345_ros.types import InputError
-
-from ros_helpers import TYPESTORE, camera_info_msg, image_msg
 
 K = [[500.0, 0.0, 319.5], [0.0, 500.0, 239.5], [0.0, 0.0, 1.0]]
 

@@ -5,17 +5,17 @@ import sys
 import numpy as np
 import pytest
 import trimesh
-
 from hull_scenes import ellipsoid_viewset
-from one2345_ros.geometry import cameras as cam
+
 from one2345_ros.config import HullConfig, MeshConfig
-from one2345_ros.types import InputError, ViewSet
-from one2345_ros.mesh.extract import MeshError, SdfGrid, extract_mesh, grid_axes
-from one2345_ros.mesh.clean import clean_mesh, decimate
-from one2345_ros.mesh.files import export_mesh, load_mesh
+from one2345_ros.geometry import cameras as cam
 from one2345_ros.mesh import mesh_from_grid
+from one2345_ros.mesh.clean import clean_mesh, decimate
 from one2345_ros.mesh.color import vertex_colors
+from one2345_ros.mesh.extract import MeshError, SdfGrid, extract_mesh, grid_axes
+from one2345_ros.mesh.files import export_mesh, load_mesh
 from one2345_ros.recon.hull import reconstruct_hull
+from one2345_ros.types import InputError, ViewSet
 
 
 def sphere_grid(center=(0.0, 0.0, 0.0), radius=0.37, bbox=((-0.5, -0.5, -0.5), (0.5, 0.5, 0.5)), resolution=64):

@@ -6,8 +6,8 @@ from PIL import Image
 from scipy import ndimage
 
 from one2345_ros.geometry import cameras
-from one2345_ros.synthetic.assets import load_object
 from one2345_ros.geometry.render import Renderer
+from one2345_ros.synthetic.assets import load_object
 from one2345_ros.types import WHITE_BACKGROUND_THRESHOLD
 from one2345_ros.views.base import ViewGenerator, ViewRequest
 from one2345_ros.views.oracle import OracleGenerator

@@ -1,10 +1,9 @@
 """Preprocess: One-2-3-45's crop rule and the virtual camera (input checks: test_inputs.py)."""
 
 import numpy as np
-import pytest
 
-from one2345_ros.geometry import cameras as cam
 from one2345_ros.config import PreprocessConfig
+from one2345_ros.geometry import cameras as cam
 from one2345_ros.preprocess import CropTransform, preprocess
 
 

@@ -6,8 +6,8 @@ import trimesh
 from PIL import Image
 
 from one2345_ros.geometry import cameras
-from one2345_ros.synthetic.assets import load_object
 from one2345_ros.geometry.render import Renderer, Shading, bilinear_lookup, corner_normals, render
+from one2345_ros.synthetic.assets import load_object
 
 
 def _quad(z=2.0, half=1.0):

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from one2345_ros.geometry.cameras import one2345_plan
-from one2345_ros.geometry import cameras as cam
-from one2345_ros.views.plan import ViewPlan, view_seed
-
 from zero123_tiny import tiny_pipeline
+
+from one2345_ros.geometry import cameras as cam
+from one2345_ros.geometry.cameras import one2345_plan
+from one2345_ros.views.plan import ViewPlan, view_seed
 
 
 class RecordingGenerator:

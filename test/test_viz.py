@@ -5,7 +5,8 @@ import pytest
 
 from one2345_ros.inputs.files import read_rgb
 from one2345_ros.results.atomic import write_image_atomic
-from one2345_ros.results.contact_sheet import GAP, LABEL_HEIGHT, tile_images as contact_sheet
+from one2345_ros.results.contact_sheet import GAP, LABEL_HEIGHT
+from one2345_ros.results.contact_sheet import tile_images as contact_sheet
 
 
 def tiles(n, h=24, w=32):

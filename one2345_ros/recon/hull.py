@@ -33,11 +33,11 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ..geometry import cameras as cam
 from ..config import HullConfig
-from ..types import InputError, ViewSet
-from ..mesh.extract import SdfGrid, grid_axes
+from ..geometry import cameras as cam
 from ..geometry.sampling import sample_bilinear
+from ..mesh.extract import SdfGrid, grid_axes
+from ..types import InputError, ViewSet
 
 _SLAB_NODES = 1 << 18
 """Nodes evaluated at once (x-slabs): bounds memory to ~views x 1 MB with min_view_fraction < 1."""

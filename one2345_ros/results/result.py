@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from .planner import OBJECT_AXES
 from ..types import CANONICAL_FRAME_ID, ElevationSource, Frame, ScaleSource, Units
+from .planner import OBJECT_AXES
 
 SCHEMA_VERSION = 2
 

@@ -30,7 +30,7 @@ class Part:
     uv: np.ndarray
     tile: np.ndarray | None = field(default=None, repr=False)
 
-    def transformed(self, T: np.ndarray) -> "Part":
+    def transformed(self, T: np.ndarray) -> Part:
         """The part moved by the 4x4 rigid transform ``T``."""
         v = self.vertices @ T[:3, :3].T + T[:3, 3]
         return Part(v, self.faces, self.uv, self.tile)
