@@ -352,8 +352,9 @@ def run_plan(suite: Suite, gen, image: np.ndarray, name: str, syncs: bool = True
     rows = {1: 2 * 4, 2: 2 * 16}  # the plan's loops: 4 stage-1 views, 16 stage-2 views, twice; CFG doubles
     calls = sum(steps_run(gen.steps[stage], ddim) * -(-rows[stage] // gen.max_batch) for stage in (1, 2, 1, 2))
     info = {
-        "preset": d["preset"], "dtype": d["dtype"], "steps": d["steps"], "denoising_steps_run": d["denoising_steps_run"],
-        "unet_calls": calls, "loop_seconds": {k: round(v, 4) for k, v in plan.timer.timings.items()},
+        "preset": d["preset"], "dtype": d["dtype"], "steps": d["steps"],
+        "denoising_steps_run": d["denoising_steps_run"], "unet_calls": calls,
+        "loop_seconds": {k: round(v, 4) for k, v in plan.timer.timings.items()},
         "sdpa_backends": d["attention"]["sdpa_backends"], "channels_last": d["channels_last"],
         "compile": d["compile"], "views": len(result.views.images),
     }  # fmt: skip
@@ -419,7 +420,8 @@ def section_unet(suite: Suite) -> dict:
         s = timed(suite, run, repeats=repeats, warmup=warmup)
         unet.to(memory_format=torch.channels_last if cl_default else torch.contiguous_format)
         info = {"dtype": dtype_name, "batch": b, "channels_last": not cl_default, "sdpa": "default"}
-        results.append(entry(f"unet/{dtype_name}/b{b}/channels_last={not cl_default}", {"forward_s": s, "images_per_s": b / s}, info))
+        results.append(entry(f"unet/{dtype_name}/b{b}/channels_last={not cl_default}",
+                             {"forward_s": s, "images_per_s": b / s}, info))  # fmt: skip
         with sdpa_kernel([SDPBackend.MATH]):
             s = timed(suite, run, repeats=repeats, warmup=warmup)
         info = {"dtype": dtype_name, "batch": b, "channels_last": cl_default, "sdpa": "math"}
@@ -560,7 +562,8 @@ def section_pipeline(suite: Suite) -> dict:
                "vertices": len(result.mesh.vertices), "faces": len(result.mesh.faces)}  # fmt: skip
     info = {"zero123": gen.describe(), "backend": result.backend, "polar_deg": result.polar_deg,
             "stages_s": {k: v for k, v in result.timings.items() if "." in k},
-            "note": "Zero123 and SparseNeuS with random weights: timings only; views are noise, the mesh a sphere"}  # fmt: skip
+            "note": "Zero123 and SparseNeuS with random weights: timings only; "
+                    "views are noise, the mesh a sphere"}  # fmt: skip
     return {"results": [entry(f"pipeline/image_to_mesh/{dtype_name}/faithful", figures, info)], "notes": []}
 
 
@@ -604,7 +607,8 @@ def section_plan_compiled(suite: Suite, in_process: bool = False) -> dict:
             if in_process:
                 results.extend(compiled_plan_entries(suite, dtype_name))
             else:
-                results.extend(run_child(suite, f"plan_compiled:{dtype_name}", min(COMPILE_TIMEOUT_S, suite.left() - 5)))
+                timeout_s = min(COMPILE_TIMEOUT_S, suite.left() - 5)
+                results.extend(run_child(suite, f"plan_compiled:{dtype_name}", timeout_s))
         except Exception as exc:
             errors.append({"item": f"plan_compiled/{dtype_name}", "error": f"{type(exc).__name__}: {exc}"[:2000]})
         free_memory(suite)
@@ -621,7 +625,9 @@ def run_child(suite: Suite, task: str, timeout_s: float) -> list[dict]:
         cmd = [sys.executable, str(Path(__file__).resolve()), "--child", task, "--child-out", str(out),
                "--device", str(suite.device)] + (["--small"] if suite.small else [])  # fmt: skip
         # Own session: on timeout the child and its compile workers go together.
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+        )
         try:
             log, _ = proc.communicate(timeout=max(timeout_s, 1.0))
         except subprocess.TimeoutExpired as exc:
@@ -679,10 +685,12 @@ def run_suite(suite: Suite, sections=SECTIONS) -> dict:
         t0 = time.perf_counter()
         try:
             out = SECTION_FUNCTIONS[name](suite)
-            out.setdefault("status", "partial" if out.get("errors") or any("budget" in n for n in out["notes"]) else "ok")
+            partial = out.get("errors") or any("budget" in n for n in out["notes"])
+            out.setdefault("status", "partial" if partial else "ok")
         except Exception as exc:
             out = {"status": "error", "results": [], "notes": [],
-                   "error": f"{type(exc).__name__}: {exc}"[:2000], "traceback": traceback.format_exc()[-4000:]}  # fmt: skip
+                   "error": f"{type(exc).__name__}: {exc}"[:2000],
+                   "traceback": traceback.format_exc()[-4000:]}  # fmt: skip
         out["seconds"] = time.perf_counter() - t0
         report["sections"][name] = out
         print(f"[{suite.elapsed():6.1f} s] {name}: {out['status']} ({out['seconds']:.1f} s)", flush=True)
@@ -701,7 +709,8 @@ def run_suite(suite: Suite, sections=SECTIONS) -> dict:
 def print_table(report: dict) -> None:
     env = report["environment"]
     print(f"\nGPU suite on {env.get('gpu_name') or env['cpu']} (driver {env.get('driver')}), torch {env['torch']}, "
-          f"CUDA {env['cuda']}, small={env['small']}, {report['elapsed_s']:.0f} s of {report['budget_s']:.0f} s")  # fmt: skip
+          f"CUDA {env['cuda']}, small={env['small']}, "
+          f"{report['elapsed_s']:.0f} s of {report['budget_s']:.0f} s")  # fmt: skip
     keys = ("plan_s", "views_per_s", "forward_s", "images_per_s", "total_s", "compile_overhead_s", "peak_mem_mb")
     print(f"{'item':44s} " + " ".join(f"{k:>13s}" for k in keys))
     for name, sec in report["sections"].items():
@@ -735,7 +744,8 @@ def main(argv=None) -> int:
     ap.add_argument("--small", action="store_true", help="tiny configs and 1-2 steps (CPU, CI): seconds")
     ap.add_argument("--device", default="auto", help="auto (CUDA when available), cuda, cuda:N or cpu")
     ap.add_argument("--budget-s", type=float, default=None,
-                    help=f"wall-clock budget for all sections (default {DEFAULT_BUDGET_S:.0f}, --small {SMALL_BUDGET_S:.0f})")
+                    help=f"wall-clock budget for all sections "
+                         f"(default {DEFAULT_BUDGET_S:.0f}, --small {SMALL_BUDGET_S:.0f})")
     ap.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     ap.add_argument("--out", default=None, help="JSON path (default benchmarks/results/gpu_suite_<gpu-name>.json)")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
@@ -754,7 +764,10 @@ def main(argv=None) -> int:
         report = run_suite(suite, [s for s in SECTIONS if s in args.sections])
     finally:
         torch.set_num_threads(threads)
-    out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / f"gpu_suite_{device_slug(report['environment'])}.json"
+    if args.out:
+        out = Path(args.out)
+    else:
+        out = ROOT / "benchmarks" / "results" / f"gpu_suite_{device_slug(report['environment'])}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1) + "\n")
     print_table(report)

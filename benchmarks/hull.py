@@ -25,10 +25,10 @@ from hull_scenes import ellipsoid_mesh, ellipsoid_viewset  # noqa: E402
 
 from one2345_ros.config import HullConfig, MeshConfig  # noqa: E402
 from one2345_ros.evaluation.mesh_metrics import compare_meshes  # noqa: E402
-from one2345_ros.mesh.clean import clean_mesh
+from one2345_ros.mesh.clean import clean_mesh  # noqa: E402
 from one2345_ros.mesh.color import vertex_colors  # noqa: E402
-from one2345_ros.mesh.extract import SdfGrid, extract_mesh, grid_axes
-from one2345_ros.mesh.files import export_mesh
+from one2345_ros.mesh.extract import SdfGrid, extract_mesh, grid_axes  # noqa: E402
+from one2345_ros.mesh.files import export_mesh  # noqa: E402
 from one2345_ros.recon.hull import close_boundary, derive_bbox, hull_field, prepare_silhouettes  # noqa: E402
 from one2345_ros.timing import StageTimer  # noqa: E402
 

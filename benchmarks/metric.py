@@ -88,7 +88,8 @@ def run(n_scenes: int, seed: int, gravity: bool) -> dict:
             "distance_m": distance,
             "elevation_deg": elevation,
             "elevation_error_deg": abs(result.elevation_deg - oracle.true_elevation_deg),
-            "centre_error_mm": 1000 * float(np.linalg.norm(result.mesh.bounding_box.centroid - truth.bounding_box.centroid)),
+            "centre_error_mm": 1000
+            * float(np.linalg.norm(result.mesh.bounding_box.centroid - truth.bounding_box.centroid)),
             "scale_error_pct": 100 * abs(scale * oracle.scale - 1.0),
             "chamfer_mm": 1000 * scores.chamfer_l1 * scores.diagonal,
             "chamfer_pct_size": 100 * scores.chamfer_l1 * scores.diagonal / size,

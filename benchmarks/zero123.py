@@ -53,7 +53,9 @@ def full_size_pipeline(dtype: torch.dtype, device: str) -> Zero123Pipeline:
             for p in m.parameters():
                 p.normal_(0.0, 0.02)
     clip = CLIPVisionModelWithProjection(CLIPVisionConfig(**ZERO123_CLIP_CONFIG))
-    pipe = Zero123Pipeline(vae=vae, image_encoder=clip, unet=unet, scheduler=zero123_ddim_scheduler(), cc_projection=CCProjection())
+    pipe = Zero123Pipeline(
+        vae=vae, image_encoder=clip, unet=unet, scheduler=zero123_ddim_scheduler(), cc_projection=CCProjection()
+    )
     for m in (pipe.unet, pipe.vae, pipe.image_encoder, pipe.cc_projection):
         torch.nn.Module.to(m, device=device, dtype=dtype).eval()
     pipe.use_sdpa()
@@ -98,7 +100,9 @@ def step_seconds(pipe: Zero123Pipeline, batch: int, device: str, repeats: int) -
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--batches", type=int, nargs="+", default=[2, 8, 16, 32, 64], help="UNet batch sizes (CFG included)")
+    ap.add_argument(
+        "--batches", type=int, nargs="+", default=[2, 8, 16, 32, 64], help="UNet batch sizes (CFG included)"
+    )
     ap.add_argument("--steps", type=int, default=1, help="timed repeats per measurement (best is kept)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", choices=sorted(DTYPES), default="fp32")
@@ -127,7 +131,9 @@ def main(argv=None) -> int:
     clip = timed(lambda: pipe.encode_clip(img), dev, args.steps)
 
     projected = {name: project_plan(p, steps, encode, decode, clip) for name, p in PRESETS.items()}
-    device_name = torch.cuda.get_device_name(dev) if dev.startswith("cuda") else platform.processor() or platform.machine()
+    device_name = (
+        torch.cuda.get_device_name(dev) if dev.startswith("cuda") else platform.processor() or platform.machine()
+    )
     result = {
         "device": dev, "device_name": device_name, "torch_threads": torch.get_num_threads(), "dtype": args.dtype,
         "compile": args.compile, "unet_parameters": n_unet, "init_s": init_s, "first_step_s": warm,

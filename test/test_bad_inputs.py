@@ -76,7 +76,8 @@ RESULT_CASES = [
      ["camera info file not found"]),
     ("negative size", lambda d, o: reconstruct(d, o, "--object-size", "-1"), ["metric.object_size_m: must be >= 0.0"]),
     ("bad choice", lambda d, o: reconstruct(d, o, "--set", "mesh.format=stl"), ["mesh.format: 'stl' is not one of"]),
-    ("unknown key", lambda d, o: reconstruct(d, o, "--set", "zero123.stepz=3"), ["unknown configuration key(s) zero123.stepz"]),
+    ("unknown key", lambda d, o: reconstruct(d, o, "--set", "zero123.stepz=3"),
+     ["unknown configuration key(s) zero123.stepz"]),
     ("missing config", lambda d, o: reconstruct(d, o, "--config", str(d / "nope.yaml")), ["config file not found"]),
     ("text checkpoint", lambda d, o: reconstruct(d, o, "--sparseneus", str(d / "notes.pth")),
      ["sparseneus.checkpoint", "notes.pth", "not a PyTorch checkpoint"]),
@@ -87,16 +88,21 @@ RESULT_CASES = [
     ("not a zero123 folder", lambda d, o: ["reconstruct", str(d / "rgb.png"), "--mask", str(d / "mask.png"), "--out",
                                            str(o), "--zero123", str(d / "empty_dir")], ["zero123.model", "empty_dir"]),
     ("truncated safetensors", lambda d, o: ["reconstruct", str(d / "rgb.png"), "--mask", str(d / "mask.png"), "--out",
-                                            str(o), "--zero123", str(d / "cut.safetensors")], ["cut.safetensors", "truncated"]),
-    ("no zero123 at all", lambda d, o: ["reconstruct", str(d / "rgb.png"), "--mask", str(d / "mask.png"), "--out", str(o)],
+                                            str(o), "--zero123", str(d / "cut.safetensors")],
+     ["cut.safetensors", "truncated"]),
+    ("no zero123 at all", lambda d, o: ["reconstruct", str(d / "rgb.png"), "--mask", str(d / "mask.png"), "--out",
+                                        str(o)],
      ["zero123.model", "ONE2345_ZERO123", "none is downloaded"]),
     ("bad oracle pose", lambda d, o: ["reconstruct", str(d / "rgb.png"), "--mask", str(d / "mask.png"), "--out", str(o),
                                       "--views", f"oracle:{d / 'mesh.obj'}", "--oracle-c2w", str(d / "c2w_bad.json")],
      ["--oracle-c2w", "4x4"]),
-    ("bad views", lambda d, o: reconstruct(d, o, "--views", "dreamfusion"), ["--views must be 'zero123' or 'oracle:MESH'"]),
-    ("views folder missing", lambda d, o: ["reconstruct-views", str(d / "empty_dir"), "--out", str(o)], ["no views.json"]),
+    ("bad views", lambda d, o: reconstruct(d, o, "--views", "dreamfusion"),
+     ["--views must be 'zero123' or 'oracle:MESH'"]),
+    ("views folder missing", lambda d, o: ["reconstruct-views", str(d / "empty_dir"), "--out", str(o)],
+     ["no views.json"]),
     ("views folder checkpoint", lambda d, o: ["reconstruct-views", str(d / "empty_dir"), "--out", str(o), "--backend",
-                                              "sparseneus", "--sparseneus", str(d / "truncated.pth")], ["truncated or corrupt"]),
+                                              "sparseneus", "--sparseneus", str(d / "truncated.pth")],
+     ["truncated or corrupt"]),
 ]  # fmt: skip
 
 # The output path itself is unusable: nothing may be written there.
@@ -116,7 +122,8 @@ OTHER_CASES = [
     ("convert truncated", lambda d, o: ["convert-zero123", str(d / "truncated.pth"), str(o)], ["truncated or corrupt"]),
     ("convert into a full folder", lambda d, o: ["convert-zero123", str(d / "good.pth"), str(d / "foreign")],
      ["exists and is not an empty folder"]),
-    ("demo unknown object", lambda d, o: ["demo", "--object", "teapot", "--out", str(o)], ["unknown bundled object 'teapot'"]),
+    ("demo unknown object", lambda d, o: ["demo", "--object", "teapot", "--out", str(o)],
+     ["unknown bundled object 'teapot'"]),
 ]  # fmt: skip
 
 

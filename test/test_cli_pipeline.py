@@ -96,7 +96,9 @@ def test_demo_meets_hull_acceptance(tmp_path, name, capsys):
     assert truth["elevation_error_deg"] < 3.0
     if name == "mug":  # an open cup: the hull fills the cavity, so against the true cup the volume is capped
         assert truth["volume_iou"] < 0.5 < truth["volume_iou_vs_true_hull"]
-    assert (tmp_path / "mesh.ply").is_file() and (tmp_path / "mesh.glb").is_file() and (tmp_path / "views.png").is_file()
+    assert (
+        (tmp_path / "mesh.ply").is_file() and (tmp_path / "mesh.glb").is_file() and (tmp_path / "views.png").is_file()
+    )
     assert len(read_views_folder(tmp_path / "views", sources_only=False).names) == 40
     sources = read_views_folder(tmp_path / "views")  # what reconstruct-views rebuilds from: the 32 stage-2 views
     assert len(sources.names) == 32 and all("_" in n for n in sources.names)
@@ -115,12 +117,14 @@ def test_reconstruct_views_folder_in_its_world_frame(tmp_path):
     plan = cam.stage2_views(cam.one2345_plan(oracle.true_polar_deg))
     c2w = np.stack([v.c2w() for v in plan])
     images = np.concatenate([oracle.generate(np.zeros((256, 256, 3), np.uint8), (0.0, 0.0),
-                                             [(v.d_polar_deg, v.d_azimuth_deg, 0.0)], None, [0]) for v in plan])  # fmt: skip
+                                             [(v.d_polar_deg, v.d_azimuth_deg, 0.0)], None, [0])
+                             for v in plan])  # fmt: skip
     world = cam.make_transform(cam.rotation_z(33.0) @ cam.look_at([1, 0, 0], [0, 0, 0])[:3, :3], [0.3, -0.2, 0.5])
     views = ViewSet(images=images, K=np.broadcast_to(cam.view_intrinsics(), (32, 3, 3)).copy(),
                     c2w=world @ c2w, names=[v.name for v in plan], near_far=cam.ONE2345_NEAR_FAR)  # fmt: skip
     write_views_folder(tmp_path / "views", views)
-    assert main(["reconstruct-views", str(tmp_path / "views"), "--out", str(tmp_path / "out"), "--backend", "hull"]) == 0
+    argv = ["reconstruct-views", str(tmp_path / "views"), "--out", str(tmp_path / "out"), "--backend", "hull"]
+    assert main(argv) == 0
     result = load_mesh(tmp_path / "out" / "mesh.ply")
     assert np.allclose(load_mesh(tmp_path / "out" / "mesh.glb").vertices, result.vertices, atol=1e-5)  # y-up undone
     truth = oracle.canonical_mesh()

@@ -58,7 +58,7 @@ def test_crop_beyond_image_is_padded_white():
 def test_fill_ratio_is_configurable():
     image, mask = scene()
     out = preprocess(image, mask, PreprocessConfig(fill_ratio=0.5, size=128))
-    ys, xs = np.nonzero(out.mask)
+    _ys, xs = np.nonzero(out.mask)
     assert abs((xs.max() - xs.min() + 1) - 64) <= 1
 
 

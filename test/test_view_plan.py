@@ -63,7 +63,9 @@ def test_plan_order_ring_names_and_poses(polar, ring):
     assert [tuple(v[120, 120, :2]) for v in seen] == [(246, 0), (10, 0), (0, 246), (0, 10)]
     # Each stage-2 image is the neighbour of its parent: cond pose + offset.
     for i, v in enumerate(plan):
-        np.testing.assert_array_equal(result.views.images[i][120, 120, :2], [int(v.d_polar_deg) % 256, int(v.d_azimuth_deg) % 256])
+        np.testing.assert_array_equal(
+            result.views.images[i][120, 120, :2], [int(v.d_polar_deg) % 256, int(v.d_azimuth_deg) % 256]
+        )
     # Stage-2 conditioning images were cleaned: 254 -> 255, object untouched.
     for stage, _, requests in gen.batches:
         for r in requests:

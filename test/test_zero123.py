@@ -159,7 +159,9 @@ def test_cond_latents_are_unscaled_mode_and_cfg_uses_zeros(pipe):
     cond = lat.expand(2, -1, -1, -1)
     with torch.inference_mode():
         e_c = pipe._guided_eps(noisy, t, *pipe._cfg_inputs(cond, ctx, False), 1.0, False)
-        e_u = pipe.unet(torch.cat([noisy, torch.zeros_like(noisy)], 1), t, encoder_hidden_states=torch.zeros_like(ctx)).sample
+        e_u = pipe.unet(
+            torch.cat([noisy, torch.zeros_like(noisy)], 1), t, encoder_hidden_states=torch.zeros_like(ctx)
+        ).sample
         e = pipe._guided_eps(noisy, t, *pipe._cfg_inputs(cond, ctx, True), 3.0, True)
     torch.testing.assert_close(e, e_u + 3.0 * (e_c - e_u), atol=1e-5, rtol=1e-5)
 
@@ -178,7 +180,8 @@ def test_views_are_truncated_to_uint8_in_the_decoder_dtype_as_the_original():
     assert images_to_uint8(x16)[0, 0, :, 0].tolist() == expected16.tolist() == [51, 153, 229]
     assert images_to_uint8(x16.float())[0, 0, :, 0].tolist() == [50, 153, 229]
     # bfloat16 has no numpy type: widened to float32 (fp32 arithmetic).
-    assert images_to_uint8(x16.bfloat16())[0, 0, :, 0].tolist() == (255.0 * x16.bfloat16().float().numpy()[0, 0, 0]).astype(np.uint8).tolist()
+    expected = (255.0 * x16.bfloat16().float().numpy()[0, 0, 0]).astype(np.uint8).tolist()
+    assert images_to_uint8(x16.bfloat16())[0, 0, :, 0].tolist() == expected
 
 
 def test_decode_clamps_in_the_vae_dtype():
@@ -291,7 +294,9 @@ def test_cuda_fp16_generator_agrees_with_fp32(preset, steps):
 
 
 @pytest.mark.weights
-@pytest.mark.skipif(not os.environ.get("ONE2345_ZERO123"), reason="weights: set ONE2345_ZERO123 to a Zero123 folder or .ckpt")
+@pytest.mark.skipif(
+    not os.environ.get("ONE2345_ZERO123"), reason="weights: set ONE2345_ZERO123 to a Zero123 folder or .ckpt"
+)
 def test_real_weights_reproduce_the_input_at_its_own_pose():
     """Real Zero123 weights: the same-pose view resembles the input on a white background (random weights do not)."""
     from one2345_ros.config import Zero123Config

@@ -67,7 +67,9 @@ def _kxic_folder(src, dst):
             state["vision_model.embeddings.position_ids"] = torch.arange(17)[None]
         torch.save(state, dst / sub / f"{bin_stem}.bin")
         (dst / sub / f"{stem}.safetensors").unlink()
-    (dst / "cc_projection" / "config.json").write_text(json.dumps({"_class_name": "CCProjection", "_diffusers_version": "0.18.2"}))
+    (dst / "cc_projection" / "config.json").write_text(
+        json.dumps({"_class_name": "CCProjection", "_diffusers_version": "0.18.2"})
+    )
     index = json.loads((dst / "model_index.json").read_text())
     index["cc_projection"] = ["pipeline_zero1to3", "CCProjection"]
     (dst / "model_index.json").write_text(json.dumps(index))
@@ -80,8 +82,12 @@ def _threestudio_folder(src, dst):
     proj = dst / "clip_camera_projection"
     (dst / "cc_projection").rename(proj)
     state = load_file(proj / "diffusion_pytorch_model.safetensors")
-    save_file({k.replace("projection.", "proj."): v for k, v in state.items()}, proj / "diffusion_pytorch_model.safetensors")
-    (proj / "config.json").write_text(json.dumps({"_class_name": "CLIPCameraProjection", "embedding_dim": 32, "additional_embeddings": 4}))
+    save_file(
+        {k.replace("projection.", "proj."): v for k, v in state.items()}, proj / "diffusion_pytorch_model.safetensors"
+    )
+    (proj / "config.json").write_text(
+        json.dumps({"_class_name": "CLIPCameraProjection", "embedding_dim": 32, "additional_embeddings": 4})
+    )
 
 
 @pytest.mark.parametrize("layout", ["kxic", "threestudio"])
@@ -139,7 +145,9 @@ def test_convert_without_clip_tower_needs_image_encoder(tmp_path):
     with pytest.raises(Zero123WeightsError, match="--image-encoder"):
         _convert(tmp_path, ckpt, "--original-config", str(tmp_path / "tiny.yaml"))
     comps["image_encoder"].save_pretrained(tmp_path / "clip")
-    out = _convert(tmp_path, ckpt, "--original-config", str(tmp_path / "tiny.yaml"), "--image-encoder", str(tmp_path / "clip"))
+    out = _convert(
+        tmp_path, ckpt, "--original-config", str(tmp_path / "tiny.yaml"), "--image-encoder", str(tmp_path / "clip")
+    )
     loaded = from_local_dir(out)
     assert loaded.uses_cond_polar  # stable_zero123.ckpt -> absolute polar in T's fourth slot
     assert torch.equal(loaded.image_encoder.visual_projection.weight, comps["image_encoder"].visual_projection.weight)
@@ -209,8 +217,14 @@ def _bennyguo_folder(saved, dst):
         main = load_file(dst / sub / f"{stem}.safetensors")
         raw = {k: v + 0.5 if sub == "unet" and v.is_floating_point() else v for k, v in main.items()}
         save_file(raw, dst / sub / f"{stem}.safetensors")
-        save_file({k: v.half() if v.is_floating_point() else v for k, v in raw.items()}, dst / sub / f"{stem}.fp16.safetensors")
-        save_file({k: v.half() if v.is_floating_point() else v for k, v in main.items()}, dst / sub / f"{stem}.fp16_ema.safetensors")
+        save_file(
+            {k: v.half() if v.is_floating_point() else v for k, v in raw.items()},
+            dst / sub / f"{stem}.fp16.safetensors",
+        )
+        save_file(
+            {k: v.half() if v.is_floating_point() else v for k, v in main.items()},
+            dst / sub / f"{stem}.fp16_ema.safetensors",
+        )
     return pipe
 
 
@@ -226,7 +240,9 @@ def test_auto_variant_takes_the_ema_files_of_a_bennyguo_folder(saved, tmp_path, 
     assert (info["layout"], info["variant"], info["variant_requested"], info["ema"]) == ("B", "fp16_ema", "auto", True)
     assert info["files"]["unet"].endswith("unet/diffusion_pytorch_model.fp16_ema.safetensors")
     assert info["files"]["image_encoder"].endswith("image_encoder/model.fp16_ema.safetensors")
-    assert info["files"]["cc_projection"].endswith("clip_camera_projection/diffusion_pytorch_model.fp16_ema.safetensors")
+    assert info["files"]["cc_projection"].endswith(
+        "clip_camera_projection/diffusion_pytorch_model.fp16_ema.safetensors"
+    )
     assert info["dtype"] == "fp32" and info["ema_basis"] == "variant name 'fp16_ema'"
     assert torch.equal(load_zero123(dst, variant="ema").unet.conv_in.weight, loaded.unet.conv_in.weight)
 
@@ -251,7 +267,9 @@ def test_variant_files_are_checked_strictly(saved, tmp_path):
     state = load_file(file)
     del state["conv_in.weight"]
     save_file(state, file)
-    with pytest.raises(Zero123WeightsError, match=r"fp16_ema\.safetensors does not match .*missing \(1\): conv_in\.weight"):
+    with pytest.raises(
+        Zero123WeightsError, match=r"fp16_ema\.safetensors does not match .*missing \(1\): conv_in\.weight"
+    ):
         load_zero123(dst)
     with pytest.raises(Zero123WeightsError, match=r"no 'fp16' weights .*variants there: main, fp16_ema"):
         (dst / "unet" / "diffusion_pytorch_model.fp16.safetensors").unlink()
@@ -302,7 +320,11 @@ def test_converted_folder_records_ema_and_ckpt_variants(tmp_path, caplog):
             load_zero123(ckpt, variant="fp16_ema")
     assert torch.equal(auto.unet.conv_in.weight, ema_ref) and auto.weights_info["ema"] is True
     assert torch.equal(raw.unet.conv_in.weight, ema_ref + 0.5) and raw.weights_info["ema"] is False
-    assert (auto.weights_info["kind"], auto.weights_info["variant"], raw.weights_info["variant"]) == ("ldm_checkpoint", "ema", "main")
+    assert (auto.weights_info["kind"], auto.weights_info["variant"], raw.weights_info["variant"]) == (
+        "ldm_checkpoint",
+        "ema",
+        "main",
+    )
 
 
 def test_saved_variants_keep_their_records(tmp_path):

@@ -22,12 +22,14 @@ UNET_CONFIG = {
     "cross_attention_dim": CROSS_DIM, "attention_head_dim": 2,
 }  # fmt: skip
 VAE_CONFIG = {
-    "sample_size": 64, "in_channels": 3, "out_channels": 3, "block_out_channels": (32, 32, 32, 32), "layers_per_block": 1,
+    "sample_size": 64, "in_channels": 3, "out_channels": 3, "block_out_channels": (32, 32, 32, 32),
+    "layers_per_block": 1,
     "down_block_types": ("DownEncoderBlock2D",) * 4, "up_block_types": ("UpDecoderBlock2D",) * 4, "latent_channels": 4,
     "scaling_factor": 0.18215,
 }  # fmt: skip
 CLIP_CONFIG = {
-    "hidden_size": 64, "intermediate_size": 96, "num_hidden_layers": 2, "num_attention_heads": 1, "image_size": 32, "patch_size": 8,
+    "hidden_size": 64, "intermediate_size": 96, "num_hidden_layers": 2, "num_attention_heads": 1, "image_size": 32,
+    "patch_size": 8,
     "projection_dim": CROSS_DIM, "hidden_act": "quick_gelu", "layer_norm_eps": 1e-5,
 }  # fmt: skip
 

@@ -113,4 +113,6 @@ def undistort(calib: Calibration, image: np.ndarray, mask: np.ndarray, depth: np
     """
     h, w = mask.shape
     maps = undistortion_maps(calib, w, h)
-    return remap(image, maps, "color"), remap(mask, maps, "mask"), None if depth is None else remap(depth, maps, "depth")
+    return (
+        remap(image, maps, "color"), remap(mask, maps, "mask"), None if depth is None else remap(depth, maps, "depth")
+    )

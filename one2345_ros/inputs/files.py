@@ -55,7 +55,9 @@ def read_depth(path: str | os.PathLike) -> tuple[np.ndarray, str]:
         return depth, "32FC1"
     raw = read_mask(p)  # PIL keeps 16-bit PNGs as uint16 ("I;16")
     if raw.dtype != np.uint16:
-        raise InputError(f"{p}: PNG depth must be 16-bit (millimetres), got {raw.dtype}; or pass a float32 .npy in metres")
+        raise InputError(
+            f"{p}: PNG depth must be 16-bit (millimetres), got {raw.dtype}; or pass a float32 .npy in metres"
+        )
     return raw, "16UC1"
 
 
@@ -78,7 +80,9 @@ def read_matrix(path: str | os.PathLike, shape: tuple[int, int], what: str, key:
         matrix = np.zeros(0)
     if matrix.shape != shape or not np.all(np.isfinite(matrix)):
         hint = f' (or {{"{key}": ...}})' if key else ""
-        raise InputError(f"{what} file {p}: need a finite {shape[0]}x{shape[1]} JSON matrix{hint}, got shape {matrix.shape}")
+        raise InputError(
+            f"{what} file {p}: need a finite {shape[0]}x{shape[1]} JSON matrix{hint}, got shape {matrix.shape}"
+        )
     return matrix
 
 

@@ -49,7 +49,9 @@ def object_id_or_default(object_id: str) -> str:
     if not object_id:
         return DEFAULT_OBJECT_ID
     if not OBJECT_ID.match(object_id):
-        raise InputError(f"object_id {object_id!r}: use 1-64 letters, digits, '_' or '-' (it names a TF frame and files)")
+        raise InputError(
+            f"object_id {object_id!r}: use 1-64 letters, digits, '_' or '-' (it names a TF frame and files)"
+        )
     return object_id
 
 
@@ -130,7 +132,7 @@ def sanity_warnings(mask: np.ndarray, keep_largest: bool) -> tuple[np.ndarray, l
     """The mask (only its largest component when ``keep_largest``) and the warnings about it."""
     warnings = []
     h, w = mask.shape
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    _count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
     areas = stats[1:, cv2.CC_STAT_AREA]
     if len(areas) > 1:
         largest = int(np.argmax(areas))
@@ -138,7 +140,8 @@ def sanity_warnings(mask: np.ndarray, keep_largest: bool) -> tuple[np.ndarray, l
         if keep_largest:
             mask = labels == largest + 1
             warnings.append(f"mask had {len(areas)} separate parts; kept the largest ({int(areas[largest])} px), "
-                            f"dropped {int(areas.sum() - areas[largest])} px (inputs.keep_largest_component)")  # fmt: skip
+                            f"dropped {int(areas.sum() - areas[largest])} px "
+                            "(inputs.keep_largest_component)")  # fmt: skip
         elif len(major) > 1:
             warnings.append(f"mask has {len(major)} separate parts ({', '.join(str(int(a)) for a in major[:4])} px): "
                             "the method assumes one whole object; segment one object, or set "
@@ -203,7 +206,9 @@ def prepare_scene(
     return Scene(np.ascontiguousarray(image), metres, K, maps, frame_id, int(stamp_ns), gravity_c2w)
 
 
-def prepare_object(scene: Scene, mask: np.ndarray, cfg: InputConfig | None = None, object_id: str = "") -> ReconstructionInputs:
+def prepare_object(
+    scene: Scene, mask: np.ndarray, cfg: InputConfig | None = None, object_id: str = ""
+) -> ReconstructionInputs:
     """One object's mask within ``scene``; raises InputError naming the fault (an empty or tiny mask,
     a size mismatch, no depth on the object)."""
     cfg = cfg or InputConfig()

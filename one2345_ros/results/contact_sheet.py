@@ -111,7 +111,8 @@ def caption(result) -> list[str]:
     truth = result.diagnostics.get("truth")
     if truth:
         lines.append(f"vs truth: elevation error {truth['elevation_error_deg']:.2f} deg, Chamfer-L1 "
-                     f"{100 * truth['chamfer_l1']:.2f} % of the diagonal, volume IoU {truth['volume_iou']:.3f}")  # fmt: skip
+                     f"{100 * truth['chamfer_l1']:.2f} % of the diagonal, "
+                     f"volume IoU {truth['volume_iou']:.3f}")  # fmt: skip
     lines += [f"warning: {w}" for w in result.warnings]
     return lines[:CAPTION_LINES]
 

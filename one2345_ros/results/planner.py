@@ -3,8 +3,8 @@
 * The object frame: origin at the centre of the mesh's oriented bounding box (trimesh's minimum-volume
   box), axes along its sides: x the longest, y the middle, z the shortest side; z has no positive
   component along the result frame's z (in the camera's optical frame: it faces the camera) and x no
-  negative one along the frame's x (the image's right), so the frame is the same from run to run. The pose (frame <- object) and the extents are in the
-  result's units (metres for metric results).
+  negative one along the frame's x (the image's right), so the frame is the same from run to run.
+  The pose (frame <- object) and the extents are in the result's units (metres for metric results).
 * The mesh in that frame: the form FoundationPose-style trackers load (a textured mesh in metres in
   the object's own frame) with the pose to place it.
 * Surface samples: points spread uniformly over the area with their face normals and colours: the
@@ -17,7 +17,8 @@ import numpy as np
 import trimesh
 
 OBJECT_AXES = ("origin: the centre of the oriented bounding box; x along its longest side (towards the frame's +x), "
-               "y the middle, z the shortest (towards the frame's -z: facing a camera-frame result's camera)")  # fmt: skip
+               "y the middle, z the shortest (towards the frame's -z: "
+               "facing a camera-frame result's camera)")  # fmt: skip
 
 
 def object_frame(mesh: trimesh.Trimesh) -> tuple[np.ndarray, np.ndarray]:

@@ -92,7 +92,8 @@ class ReconstructionResult:
             "axes": AXES[self.frame],
             "scale_source": self.scale_source,
             "canonical_to_frame": np.asarray(self.canonical_to_frame).tolist(),
-            "object_frame": {"pose": np.asarray(self.object_pose).tolist(), "extents": np.asarray(self.object_extents).tolist(),
+            "object_frame": {"pose": np.asarray(self.object_pose).tolist(),
+                             "extents": np.asarray(self.object_extents).tolist(),
                              "axes": OBJECT_AXES},
             "elevation_deg": self.elevation_deg,
             "polar_deg": self.polar_deg,
@@ -123,7 +124,9 @@ def versions() -> dict[str, str]:
     import importlib.metadata as md
 
     out = {"python": platform.python_version()}
-    for dist in ("one2345_ros", "torch", "numpy", "trimesh", "scikit-image", "diffusers", "transformers", "opencv-python-headless"):
+    dists = ("one2345_ros", "torch", "numpy", "trimesh", "scikit-image", "diffusers", "transformers",
+             "opencv-python-headless")  # fmt: skip
+    for dist in dists:
         try:
             out[dist] = md.version(dist)
         except md.PackageNotFoundError:

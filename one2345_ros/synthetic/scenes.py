@@ -78,7 +78,9 @@ class ObjectsScene:
     meshes: list
 
 
-def render_objects(meshes, K: np.ndarray, c2w: np.ndarray, width: int, height: int, supersample: int = 2) -> ObjectsScene:
+def render_objects(
+    meshes, K: np.ndarray, c2w: np.ndarray, width: int, height: int, supersample: int = 2
+) -> ObjectsScene:
     """Render ``meshes`` (z up, in one scene frame) together: each alone, then composited by depth
     (the nearest surface wins), so objects occlude each other as in a real image."""
     from ..geometry.render import Renderer

@@ -67,7 +67,8 @@ def read_views_folder(folder: str | os.PathLike, sources_only: bool = True) -> V
         views = _read_views_json(folder)
         sources = _load_json(folder / VIEWS_JSON).get("sources")
         if sources_only and sources is not None:
-            if not isinstance(sources, list) or not all(isinstance(i, int) and 0 <= i < len(views.names) for i in sources):
+            valid = isinstance(sources, list) and all(isinstance(i, int) and 0 <= i < len(views.names) for i in sources)
+            if not valid:
                 raise InputError(f"{folder / VIEWS_JSON}: 'sources' must list view indices (0..{len(views.names) - 1})")
             views = views.select(sources)
         return views

@@ -52,7 +52,8 @@ class PlannedViews:
     polar_deg: float
     """Input polar the poses and the second ring were chosen for."""
     conditioning_polar_deg: float | None
-    """Input polar given to the generator before the elevation was known (Stable Zero123's prior); None = its default."""
+    """Input polar given to the generator before the elevation was known (Stable Zero123's prior);
+    None = its default."""
 
     def sources(self) -> ViewSet:
         """The 32 stage-2 views: what the reconstruction uses."""
@@ -171,7 +172,7 @@ class ViewPlan:
 
     def _stage1(self, indices: list[list[int]], polars, label: str) -> None:
         requests = []
-        for k, (image, idx, polar) in enumerate(zip(self.inputs, indices, polars)):
+        for image, idx, polar in zip(self.inputs, indices, polars):
             targets = tuple((STAGE1_OFFSETS[i][0], STAGE1_OFFSETS[i][1], 0.0) for i in idx)
             seeds = tuple(view_seed(self.seed, str(i)) for i in idx)
             requests.append(ViewRequest(image, (0.0, 0.0), targets, seeds, polar))

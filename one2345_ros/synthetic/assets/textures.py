@@ -100,7 +100,7 @@ def wood(
     rng: np.random.Generator, size: int, color=(196, 150, 98), contrast: float = 0.18, rings: float = 9.0
 ) -> np.ndarray:
     """Wood grain: sinusoidal rings along v distorted by smooth noise."""
-    yy, xx = np.meshgrid(np.linspace(0, 1, size), np.linspace(0, 1, size), indexing="ij")
+    _yy, xx = np.meshgrid(np.linspace(0, 1, size), np.linspace(0, 1, size), indexing="ij")
     warp = smooth_noise(rng, size, size // 3) * 2.0 + 0.3 * smooth_noise(rng, size, size // 16)
     grain = 0.5 + 0.5 * np.sin(2 * np.pi * (rings * xx + warp))
     base = np.asarray(color, dtype=np.float32)

@@ -265,7 +265,8 @@ def pipeline_from_ldm_checkpoint(
     unet = build_unet(unet_cfg, unet_state, f"{path} (UNet, {'EMA' if ema else 'raw'} weights)", dtype)
 
     vae_cfg = vae_config_from_ldm(ldm)
-    vae_state = convert_ldm_vae_checkpoint({k: v for k, v in state.items() if k.startswith("first_stage_model.")}, vae_cfg)
+    vae_ldm_state = {k: v for k, v in state.items() if k.startswith("first_stage_model.")}
+    vae_state = convert_ldm_vae_checkpoint(vae_ldm_state, vae_cfg)
     vae = build_vae(vae_cfg, vae_state, f"{path} (first_stage_model)", dtype)
 
     cc_state = {"projection." + k[len(CC_PREFIX) :]: v for k, v in state.items() if k.startswith(CC_PREFIX)}

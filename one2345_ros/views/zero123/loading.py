@@ -96,7 +96,8 @@ def detect_layout(folder: Path) -> str:
     if missing:
         raise Zero123WeightsError(
             f"{folder} is not a complete Zero123 diffusers folder: missing component(s) {', '.join(missing)}. "
-            f"Expected vae/, image_encoder/, unet/, scheduler/ and cc_projection/ or clip_camera_projection/. {HOW_TO_GET}"
+            "Expected vae/, image_encoder/, unet/, scheduler/ and cc_projection/ or clip_camera_projection/. "
+            f"{HOW_TO_GET}"
         )
     return LAYOUT_A if has_a else LAYOUT_B
 
@@ -246,7 +247,9 @@ def from_local_dir(
         lowered = folder.resolve().name.lower().replace("_", "-")
         if layout == LAYOUT_B and "stable-zero123" in lowered:
             camera_embedding = "cond_polar"
-    cc_projection = build_cc_projection(read_state_dict(proj_file, allow_pickle), str(proj_file), camera_embedding, dtype)
+    cc_projection = build_cc_projection(
+        read_state_dict(proj_file, allow_pickle), str(proj_file), camera_embedding, dtype
+    )
     scheduler = zero123_ddim_scheduler(read_json(folder / "scheduler" / "scheduler_config.json"))
     log.info("loaded Zero123 (%s layout, %s, variant %s) from %s", layout, camera_embedding, choice.variant, folder)
     pipe = Zero123Pipeline(

@@ -27,6 +27,7 @@ depend on how the batch was chunked.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -239,10 +240,8 @@ class Zero123Pipeline(DiffusionPipeline):
         path = Path(save_directory) / WEIGHTS_MARKER
         marker = {"variants": {}}
         if path.is_file():
-            try:
+            with contextlib.suppress(json.JSONDecodeError):
                 marker = json.loads(path.read_text())
-            except json.JSONDecodeError:
-                pass
         marker.setdefault("variants", {})[variant] = {
             "ema": self.weights_info.get("ema"),
             "source": self.weights_info.get("source"),
@@ -370,7 +369,9 @@ class Zero123Pipeline(DiffusionPipeline):
         dtype = self.unet.dtype
         n = len(seeds)
         if cond_latents.shape[0] != n or context.shape[0] != n:
-            raise ValueError(f"need one cond latent and context per seed: {cond_latents.shape[0]}, {context.shape[0]}, {n}")
+            raise ValueError(
+                f"need one cond latent and context per seed: {cond_latents.shape[0]}, {context.shape[0]}, {n}"
+            )
         do_cfg = guidance_scale > 1.0
         rows_per_view = 2 if do_cfg else 1
         views_per_chunk = n if max_batch <= 0 else max(1, max_batch // rows_per_view)
