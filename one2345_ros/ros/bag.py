@@ -99,8 +99,7 @@ def run_bag(args, cfg: Config, reconstruct_fn: ReconstructFn | None = None) -> i
                             **_report(item)})  # fmt: skip
         if not any(item.ok for item in items):
             continue
-        pubs = build_request_publications(factory, items, cfg.ros, msgs.stamp_ns, msgs.image.header.frame_id,
-                                          cfg.ros.surface_points)  # fmt: skip
+        pubs = build_request_publications(factory, items, cfg.ros, msgs.stamp_ns, msgs.image.header.frame_id)
         written.append((msgs.stamp_ns, pubs, folder, results, refused, msgs.labels is not None))
     for report in reports:
         print(json.dumps(report))

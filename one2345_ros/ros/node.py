@@ -441,7 +441,7 @@ class ReconstructorNode(LifecycleNode):
     def _publish(self, outcome: Outcome):
         cfg = self._publish_config
         pubs = build_request_publications(self._factory, outcome.objects, cfg, outcome.inputs.stamp_ns,
-                                          outcome.inputs.frame_id, cfg.surface_points)  # fmt: skip
+                                          outcome.inputs.frame_id)  # fmt: skip
         frames = False
         for per_object in pubs["per_object"]:  # label order: a late joiner gets the last object
             for key, msg in per_object.items():

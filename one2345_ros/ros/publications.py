@@ -20,8 +20,6 @@ from . import images, messages
 from .factory import MessageFactory
 
 TF_PREFIX = "one2345/"
-SURFACE_POINTS = 20000
-"""Points of ~/surface_points, shared between a request's objects by surface area."""
 PER_OBJECT = ("object", "marker", "elevation", "points", "views", "transform", "collision_object")
 """Keys of :func:`build_publications`: one message per object."""
 
@@ -87,14 +85,15 @@ def build_publications(f: MessageFactory, result: Any, mesh_uri: str, node: RosC
 
 
 def build_request_publications(f: MessageFactory, objects: list[ObjectOutcome], node: RosConfig, stamp_ns: int,
-                               frame_id: str, surface_points: int = SURFACE_POINTS) -> dict:  # fmt: skip
+                               frame_id: str, surface_points: int | None = None) -> dict:  # fmt: skip
     """Messages for a whole request (one object or a label image's objects).
 
     Keys: ``per_object`` (a :func:`build_publications` dict per reconstructed object, in label
     order), ``objects`` (a ReconstructedObject for every object, failed ones with success false
     and the reason: the response's ``objects``), and, with at least one object reconstructed,
     ``surface_points`` (one PointCloud2 of every completed surface, sampled uniformly by area,
-    with normals, colours and the label; ``surface_points`` = 0: none) and ``object_boxes``
+    with normals, colours and the label; ``surface_points`` points, default ``node.surface_points``,
+    shared by area; 0: none) and ``object_boxes``
     (MarkerArray: oriented boxes and principal axes). Header: ``stamp_ns`` and the results' frame
     (``frame_id`` without results).
     """
@@ -111,6 +110,7 @@ def build_request_publications(f: MessageFactory, objects: list[ObjectOutcome], 
             header = messages.make_header(f, stamp_ns, frame_id)
             reported.append(messages.build_failed_object(f, header, item.object_id, item.reason, item.label))
     out: dict = {"per_object": per_object, "objects": reported}
+    surface_points = node.surface_points if surface_points is None else surface_points
     if meshes:
         header = messages.make_header(f, stamp_ns, frame_id)
         if surface_points > 0:
