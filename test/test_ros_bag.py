@@ -101,6 +101,7 @@ def test_first_synchronised_pair_round_trip(tmp_path, storage, capsys):
         "/one2345_reconstructor/points": "sensor_msgs/msg/PointCloud2",
         "/one2345_reconstructor/views": "sensor_msgs/msg/Image",
         "/one2345_reconstructor/surface_points": "sensor_msgs/msg/PointCloud2",
+        "/one2345_reconstructor/object_markers": "visualization_msgs/msg/MarkerArray",
         "/one2345_reconstructor/object_boxes": "visualization_msgs/msg/MarkerArray"}  # fmt: skip
     _, t, obj = topics["/one2345_reconstructor/object"]
     expected = known_result()
@@ -225,6 +226,8 @@ def test_label_topic_reconstructs_every_object(tmp_path, capsys):
     assert names == ["x", "y", "z", "normal_x", "normal_y", "normal_z", "rgb", "label"]
     rows = np.frombuffer(cloud.data.tobytes(), dtype=[(n, "<u4" if n == "label" else "<f4") for n in names])
     assert set(np.unique(rows["label"]).tolist()) == {3, 7, 12}
+    (meshes,) = [msg for topic, _, _, msg in records if topic.endswith("/object_markers")]
+    assert [mk.action for mk in meshes.markers] == [3, 0, 0, 0] and [mk.id for mk in meshes.markers[1:]] == [3, 7, 12]
     (boxes,) = [msg for topic, _, _, msg in records if topic.endswith("/object_boxes")]
     assert sorted(m.id for m in boxes.markers if m.ns == "one2345/boxes") == [3, 7, 12]
     for obj in objects:

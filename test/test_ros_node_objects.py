@@ -97,6 +97,8 @@ def test_label_image_gives_three_objects_frames_collision_objects_and_one_cloud(
     client.create_subscription(PointCloud2, "/one2345_reconstructor/surface_points", clouds.append, _latched())
     client.create_subscription(TFMessage, "/tf_static", frames.append, _latched())
     client.create_subscription(MarkerArray, "/one2345_reconstructor/object_boxes", boxes.append, _latched())
+    meshes = []
+    client.create_subscription(MarkerArray, "/one2345_reconstructor/object_markers", meshes.append, _latched())
 
     request = ReconstructObject.Request()
     request.object_id = "tray"
@@ -133,8 +135,9 @@ def test_label_image_gives_three_objects_frames_collision_objects_and_one_cloud(
     assert names == ["x", "y", "z", "normal_x", "normal_y", "normal_z", "rgb", "label"]
     points = point_cloud2.read_points(clouds[0], field_names=("x", "label"))
     assert sorted(np.unique(points["label"]).tolist()) == [3, 7, 12] and abs(len(points) - 3000) <= 3
-    assert _wait(lambda: boxes)
+    assert _wait(lambda: boxes and meshes)
     assert sorted(mk.id for mk in boxes[-1].markers if mk.ns == "one2345/boxes") == [3, 7, 12]
+    assert [mk.id for mk in meshes[-1].markers[1:]] == [3, 7, 12]  # every mesh in one latched message
     if _moveit_available():
         assert _wait(lambda: len(collisions) == 3)
         assert [c.id for c in collisions] == IDS

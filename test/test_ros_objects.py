@@ -96,7 +96,12 @@ def test_request_publications_for_three_objects(ts):
     f = RosbagsFactory(ts)
     items = _items()
     pubs = build_request_publications(f, items, RosConfig(publish_collision_object=True), SEC, "cam_optical", 3000)
-    assert len(pubs["per_object"]) == 3 and set(pubs) == {"per_object", "objects", "surface_points", "object_boxes"}
+    assert len(pubs["per_object"]) == 3
+    assert set(pubs) == {"per_object", "objects", "surface_points", "object_markers", "object_boxes"}
+    all_meshes = _round_trip(ts, pubs["object_markers"])
+    assert [mk.action for mk in all_meshes.markers] == [m.MARKER_DELETEALL, 0, 0, 0]
+    assert [(mk.id, mk.type, len(mk.points)) for mk in all_meshes.markers[1:]] == [
+        (p["marker"].id, 11, len(p["marker"].points)) for p in pubs["per_object"]]  # fmt: skip
     for item, per_object, reported in zip(items, pubs["per_object"], pubs["objects"], strict=True):
         result = item.result
         obj = _round_trip(ts, reported)

@@ -22,7 +22,7 @@ from ..types import InputError, ReconstructionInputs
 from .factory import RosbagsFactory
 from .inputs import InputMessages, inputs_from_messages, objects_from_messages
 from .interfaces import make_typestore
-from .publications import ObjectOutcome, build_request_publications
+from .publications import PER_REQUEST, ObjectOutcome, build_request_publications
 
 # Output topic of each publication key (the node's ~/ topics, resolved for its default name).
 TOPIC_TYPES = {
@@ -32,6 +32,7 @@ TOPIC_TYPES = {
     "points": ("points", "sensor_msgs/msg/PointCloud2"),
     "views": ("views", "sensor_msgs/msg/Image"),
     "surface_points": ("surface_points", "sensor_msgs/msg/PointCloud2"),
+    "object_markers": ("object_markers", "visualization_msgs/msg/MarkerArray"),
     "object_boxes": ("object_boxes", "visualization_msgs/msg/MarkerArray"),
 }
 ReconstructFn = Callable[[ReconstructionInputs], object]
@@ -111,7 +112,7 @@ def run_bag(args, cfg: Config, reconstruct_fn: ReconstructFn | None = None) -> i
         connections = {}
         for stamp_ns, pubs, *_ in written:
             recorded = [item for per_object in pubs["per_object"] for item in per_object.items()]
-            recorded += [(key, pubs[key]) for key in ("surface_points", "object_boxes") if key in pubs]
+            recorded += [(key, pubs[key]) for key in PER_REQUEST if key in pubs]
             for key, msg in recorded:
                 if key not in out_topics:
                     continue  # transforms and collision objects are not recorded

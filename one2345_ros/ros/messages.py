@@ -249,13 +249,18 @@ def build_surface_cloud(f: MessageFactory, header, points, normals, rgb, labels)
     )
 
 
+def build_delete_all(f: MessageFactory, header):
+    """A Marker DELETEALL: first in a MarkerArray, it clears what the previous request showed."""
+    return f.make("visualization_msgs/msg/Marker", header=header, action=MARKER_DELETEALL, pose=make_pose(f))
+
+
 def build_box_markers(f: MessageFactory, header, boxes: list[tuple[int, np.ndarray, np.ndarray]]):
     """visualization_msgs/MarkerArray: DELETEALL (the previous request's boxes go), then per object
     (label, pose (4, 4), extents (3,)) its oriented bounding box (CUBE, ns ``one2345/boxes``,
     id = label) and principal axes (three ARROWs x red, y green, z blue, ns ``one2345/axes``,
     id = 3 * label + axis), each arrow half the box's side along it."""
     vec, color, point = f.ctor("geometry_msgs/msg/Vector3"), f.ctor(COLOR), f.ctor(POINT)
-    markers = [f.make("visualization_msgs/msg/Marker", header=header, action=MARKER_DELETEALL, pose=make_pose(f))]
+    markers = [build_delete_all(f, header)]
     for label, pose, extents in boxes:
         pose = np.asarray(pose, dtype=np.float64)
         ex, ey, ez = (max(float(v), 1e-6) for v in extents)

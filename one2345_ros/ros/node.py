@@ -52,14 +52,15 @@ from . import images
 from .factory import RclpyFactory
 from .inputs import InputMessages, has_image
 from .params import config_from_parameters, default_parameters
-from .publications import build_request_publications
+from .publications import PER_REQUEST, build_request_publications
 from .reconstructor import Outcome, Reconstructor, Request
 from .transforms import transform_to_matrix
 
 LATCHED = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
                      durability=DurabilityPolicy.TRANSIENT_LOCAL)  # fmt: skip
 _OUTPUT_TYPES = {"object": ReconstructedObject, "marker": Marker, "elevation": Float32, "points": PointCloud2,
-                 "views": Image, "surface_points": PointCloud2, "object_boxes": MarkerArray}  # fmt: skip
+                 "views": Image, "surface_points": PointCloud2, "object_markers": MarkerArray,
+                 "object_boxes": MarkerArray}  # fmt: skip
 
 # What each optional package gives; logged once per node when it is missing.
 OPTIONAL_PACKAGES = {
@@ -453,7 +454,7 @@ class ReconstructorNode(LifecycleNode):
         if frames and self._tf_pub is not None:
             # /tf_static is latched per publisher: send every object frame each time.
             self._tf_pub.publish(self._tf_message_type(transforms=list(self._static_transforms.values())))
-        for key in ("surface_points", "object_boxes"):
+        for key in PER_REQUEST:
             if key in pubs:
                 self._pubs[key].publish(pubs[key])
         outcome.published_objects = pubs["objects"]

@@ -22,6 +22,8 @@ from .factory import MessageFactory
 TF_PREFIX = "one2345/"
 PER_OBJECT = ("object", "marker", "elevation", "points", "views", "transform", "collision_object")
 """Keys of :func:`build_publications`: one message per object."""
+PER_REQUEST = ("surface_points", "object_markers", "object_boxes")
+"""Topics of :func:`build_request_publications`: one message for all the request's objects."""
 
 
 def object_frame(object_id: str) -> str:
@@ -93,7 +95,8 @@ def build_request_publications(f: MessageFactory, objects: list[ObjectOutcome], 
     and the reason: the response's ``objects``), and, with at least one object reconstructed,
     ``surface_points`` (one PointCloud2 of every completed surface, sampled uniformly by area,
     with normals, colours and the label; ``surface_points`` points, default ``node.surface_points``,
-    shared by area; 0: none) and ``object_boxes``
+    shared by area; 0: none), ``object_markers`` (MarkerArray: DELETEALL, then every object's
+    ``marker``: all meshes in one latched message) and ``object_boxes``
     (MarkerArray: oriented boxes and principal axes). Header: ``stamp_ns`` and the results' frame
     (``frame_id`` without results).
     """
@@ -115,5 +118,7 @@ def build_request_publications(f: MessageFactory, objects: list[ObjectOutcome], 
         header = messages.make_header(f, stamp_ns, frame_id)
         if surface_points > 0:
             out["surface_points"] = messages.build_surface_cloud(f, header, *labelled_samples(meshes, surface_points))
+        out["object_markers"] = f.make("visualization_msgs/msg/MarkerArray", markers=[
+            messages.build_delete_all(f, header), *(pubs["marker"] for pubs in per_object)])  # fmt: skip
         out["object_boxes"] = messages.build_box_markers(f, header, boxes)
     return out
