@@ -187,7 +187,8 @@ def write_labels_bag(path: Path):
     from ros_helpers import labels_scene
 
     with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as w:
-        conns = {t: w.add_connection(t, "sensor_msgs/msg/Image", typestore=TYPESTORE) for t in ("/cam/image", "/seg/labels")}
+        conns = {t: w.add_connection(t, "sensor_msgs/msg/Image", typestore=TYPESTORE)
+                 for t in ("/cam/image", "/seg/labels")}  # fmt: skip
         for stamp in (SEC, 2 * SEC):
             _, _, image, _ = labels_scene(stamp_ns=stamp)
             _, _, _, labels = labels_scene(stamp_ns=stamp + 5_000_000)
@@ -233,7 +234,8 @@ def test_label_topic_reconstructs_every_object(tmp_path, capsys):
     for obj in objects:
         mesh_file = Path(obj.mesh_uri[len("file://") :])
         assert mesh_file.is_file() and mesh_file.parent.name == obj.object_id
-        assert (mesh_file.parent.parent / "objects.json").is_file() and (mesh_file.parent.parent / "points.ply").is_file()
+        folder = mesh_file.parent.parent
+        assert (folder / "objects.json").is_file() and (folder / "points.ply").is_file()
     reports = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [(r["object_id"], r["label"], r["ok"]) for r in reports] == [("part_3", 3, True), ("part_7", 7, True),
                                                                         ("part_12", 12, True)]  # fmt: skip

@@ -16,7 +16,8 @@ OBJECT_FIELDS = [
     ("string", "message"), ("shape_msgs/Mesh", "mesh"),
     ("std_msgs/ColorRGBA[]", "vertex_colors"), ("float32", "elevation_deg"), ("string", "elevation_source"),
     ("float32", "confidence"), ("string", "frame"), ("string", "units"), ("string", "scale_source"),
-    ("geometry_msgs/Pose", "pose"), ("geometry_msgs/Vector3", "dimensions"), ("string", "mesh_uri"), ("string[]", "stage_names"),
+    ("geometry_msgs/Pose", "pose"), ("geometry_msgs/Vector3", "dimensions"), ("string", "mesh_uri"),
+    ("string[]", "stage_names"),
     ("float32[]", "stage_seconds"),
 ]  # fmt: skip
 REQUEST_FIELDS = [("string", "object_id"), ("sensor_msgs/Image", "image"), ("sensor_msgs/Image", "mask"),

@@ -60,7 +60,8 @@ def test_label_ids_object_id_prefix_and_refusals_by_name():
     objects = objects_from_messages(InputMessages(img, None, labels=lab), InputConfig(min_mask_pixels=10), "bin")
     assert [i.object_id for i in objects.prepared] == ["bin_3", "bin_7", "bin_12"]
     assert list(objects.refused) == ["bin_5"] and "fewer than inputs.min_mask_pixels" in objects.refused["bin_5"]
-    picked = objects_from_messages(InputMessages(img, None, labels=lab), InputConfig(min_mask_pixels=10), "", None, [12])
+    picked = objects_from_messages(InputMessages(img, None, labels=lab), InputConfig(min_mask_pixels=10), "", None,
+                                   [12])  # fmt: skip
     assert [i.object_id for i in picked.prepared] == ["object_12"]
 
 
@@ -157,7 +158,8 @@ def test_request_publications_for_three_objects(ts):
         result = next(i.result for i in items if i.label == label)
         start, tip = ([p.x, p.y, p.z] for p in arrow.points)
         np.testing.assert_allclose(start, result.object_pose[:3, 3])
-        np.testing.assert_allclose(np.subtract(tip, start), result.object_pose[:3, axis] * result.object_extents[axis] / 2)
+        half_side = result.object_pose[:3, axis] * result.object_extents[axis] / 2
+        np.testing.assert_allclose(np.subtract(tip, start), half_side)
 
 
 def test_failed_objects_carry_their_reason(ts):

@@ -229,8 +229,8 @@ def _fetch(reader, roles: dict[str, str], stamps, sets: list[dict[str, int]]) ->
     def pick(role: str, s: dict):
         return got[role][s[role]] if role in s else None
 
-    return [InputMessages(pick("image", s), pick("mask", s), pick("depth", s), pick("camera_info", s), pick("labels", s))
-            for s in sets]  # fmt: skip
+    roles = ("image", "mask", "depth", "camera_info", "labels")
+    return [InputMessages(*(pick(role, s) for role in roles)) for s in sets]
 
 
 def _pipeline_reconstructor(cfg: Config) -> ReconstructFn:
