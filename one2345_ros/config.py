@@ -226,6 +226,9 @@ class RosConfig:
     """Subscribe to `depth` and synchronise it with image and mask."""
     use_camera_info: bool = False
     """Subscribe to `camera_info` and synchronise it (needed for metric output in the camera frame)."""
+    use_labels: bool = False
+    """Subscribe to `labels` (a label image: instance ids, 0 = background) instead of `mask`: every
+    object of the latest set is reconstructed."""
     input_reliability: Literal["best_effort", "reliable"] = "best_effort"
     """QoS of the inputs: 'best_effort' (SensorDataQoS, matches any publisher) or 'reliable'."""
     input_history_depth: int = field(default=5, metadata=_at_least(1))
@@ -240,6 +243,8 @@ class RosConfig:
     marker_face_budget: int = field(default=50000, metadata=_at_least(0))
     """TRIANGLE_LIST markers are decimated to at most this many faces (0 = no limit)."""
     publish_points: bool = True
+    surface_points: int = field(default=20000, metadata=_at_least(0))
+    """~/surface_points: this many points sampled uniformly on the request's surfaces (0 = not published)."""
     publish_views: bool = True
     publish_tf: bool = True
     """Broadcast the object frame one2345/<object_id> on /tf_static."""

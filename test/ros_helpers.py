@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import trimesh
 
-from one2345_ros.results.result import ReconstructionResult
+from one2345_ros.results.planner import object_frame
+from one2345_ros.results.result import ReconstructionResult, failed_result
 from one2345_ros.types import Cancelled
 from one2345_ros.ros.factory import RosbagsFactory
 from one2345_ros.ros.images import image_message
@@ -60,6 +61,26 @@ def known_result(frame_id: str = "cam_optical", object_id: str = "object", stamp
     )  # fmt: skip
 
 
+def labels_scene(h: int = 48, w: int = 64, stamp_ns: int = 1_000_000_000, encoding: str = "16UC1"):
+    """An rgb8 image with three objects and their label image (ids 3, 7, 12; 0 = background)."""
+    rng = np.random.default_rng(stamp_ns % 1000)
+    rgb = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+    dtype = {"16UC1": np.uint16, "mono16": np.uint16, "32SC1": np.int32}.get(encoding, np.uint8)
+    labels = np.zeros((h, w), dtype)
+    labels[4:20, 4:20], labels[4:20, 40:60], labels[26:44, 14:50] = 3, 7, 12
+    return rgb, labels, image_msg(rgb, "rgb8", stamp_ns), image_msg(labels, encoding, stamp_ns)
+
+
+def placed_result(inputs, index: int) -> ReconstructionResult:
+    """known_result for ``inputs``, its sphere moved to a place of its own (``index``), with the
+    object frame the pipeline computes (results/planner.object_frame)."""
+    result = known_result(inputs.frame_id, inputs.object_id, inputs.stamp_ns)
+    result.mesh.apply_translation([0.3 * index - 0.3, 0.1 * index, 0.8])
+    result.mesh.apply_scale([1.0, 0.8, 0.6])  # an ellipsoid: distinct box sides
+    result.object_pose, result.object_extents = object_frame(result.mesh)
+    return result
+
+
 class FakePipeline:
     """Stands in for one2345_ros.pipeline.Pipeline; records threads and calls.
 
@@ -104,6 +125,23 @@ class FakePipeline:
         if self.error is not None:
             raise self.error
         return known_result(inputs.frame_id, inputs.object_id, inputs.stamp_ns)
+
+    fail_ids: tuple[str, ...] = ()
+    """reconstruct_objects: these object ids fail (ok false with a reason); the others come back."""
+
+    def reconstruct_objects(self, objects, progress=None, cancel=None):
+        """Several objects (the real pipeline's contract): one result per object, in order."""
+        self.threads["reconstruct"] = threading.get_ident()
+        self.objects = list(objects)
+        self.started.set()
+        for i, stage in enumerate(self.STAGES):
+            if cancel is not None and cancel.is_set():
+                raise Cancelled(f"cancelled before {stage}")
+            if progress:
+                progress(stage, i / len(self.STAGES))
+        return [failed_result(f"fake failure of {inputs.object_id}", inputs.object_id, inputs.stamp_ns)
+                if inputs.object_id in self.fail_ids else placed_result(inputs, k)
+                for k, inputs in enumerate(objects)]  # fmt: skip
 
 
 def get_rosidl():

@@ -99,7 +99,10 @@ def test_first_synchronised_pair_round_trip(tmp_path, storage, capsys):
         "/one2345_reconstructor/marker": "visualization_msgs/msg/Marker",
         "/one2345_reconstructor/elevation": "std_msgs/msg/Float32",
         "/one2345_reconstructor/points": "sensor_msgs/msg/PointCloud2",
-        "/one2345_reconstructor/views": "sensor_msgs/msg/Image"}  # fmt: skip
+        "/one2345_reconstructor/views": "sensor_msgs/msg/Image",
+        "/one2345_reconstructor/surface_points": "sensor_msgs/msg/PointCloud2",
+        "/one2345_reconstructor/object_markers": "visualization_msgs/msg/MarkerArray",
+        "/one2345_reconstructor/object_boxes": "visualization_msgs/msg/MarkerArray"}  # fmt: skip
     _, t, obj = topics["/one2345_reconstructor/object"]
     expected = known_result()
     assert t == SEC and obj.header.stamp.sec == 1 and obj.header.frame_id == "cam_optical"
@@ -177,3 +180,83 @@ def test_header_stamp_read_from_cdr_bytes_matches_deserialization():
         for little in (True, False):
             raw = TYPESTORE.serialize_cdr(msg, msg.__msgtype__, little_endian=little)
             assert cdr_header_stamp_ns(raw) == header_stamp_ns(msg)
+
+
+def write_labels_bag(path: Path):
+    """Images at 1 and 2 s with 16UC1 label images (ids 3, 7, 12) 5 ms later."""
+    from ros_helpers import labels_scene
+
+    with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as w:
+        conns = {t: w.add_connection(t, "sensor_msgs/msg/Image", typestore=TYPESTORE)
+                 for t in ("/cam/image", "/seg/labels")}  # fmt: skip
+        for stamp in (SEC, 2 * SEC):
+            _, _, image, _ = labels_scene(stamp_ns=stamp)
+            _, _, _, labels = labels_scene(stamp_ns=stamp + 5_000_000)
+            for topic, msg in (("/cam/image", image), ("/seg/labels", labels)):
+                w.write(conns[topic], stamp, TYPESTORE.serialize_cdr(msg, msg.__msgtype__))
+
+
+def test_label_topic_reconstructs_every_object(tmp_path, capsys):
+    """--labels-topic: one object per instance id, named <object-id>_<id>; each object's messages, one
+    labelled surface cloud and the boxes in the output bag; one result folder per object."""
+    from ros_helpers import placed_result
+
+    write_labels_bag(tmp_path / "in")
+    out = tmp_path / "out"
+    calls = []
+
+    def one(inputs):  # never called: the objects go through .objects, together
+        raise AssertionError("objects must be reconstructed together")
+
+    def together(prepared):
+        calls.append([i.object_id for i in prepared])
+        return [placed_result(i, k) for k, i in enumerate(prepared)]
+
+    one.objects = together
+    code = bag_main(_args(str(tmp_path / "in"), "--image-topic", "/cam/image", "--labels-topic", "/seg/labels",
+                          "--object-id", "part", "--out", str(out)), reconstruct_fn=one)  # fmt: skip
+    assert code == 0 and calls == [["part_3", "part_7", "part_12"]]
+    records = _read(out)
+    objects = [msg for topic, _, _, msg in records if topic.endswith("/object")]
+    assert [(o.object_id, o.label, o.success) for o in objects] == [("part_3", 3, True), ("part_7", 7, True),
+                                                                    ("part_12", 12, True)]  # fmt: skip
+    markers = [msg for topic, _, _, msg in records if topic.endswith("/marker")]
+    assert [m.id for m in markers] == [3, 7, 12]
+    (cloud,) = [msg for topic, _, _, msg in records if topic.endswith("/surface_points")]
+    names = [fl.name for fl in cloud.fields]
+    assert names == ["x", "y", "z", "normal_x", "normal_y", "normal_z", "rgb", "label"]
+    rows = np.frombuffer(cloud.data.tobytes(), dtype=[(n, "<u4" if n == "label" else "<f4") for n in names])
+    assert set(np.unique(rows["label"]).tolist()) == {3, 7, 12}
+    (meshes,) = [msg for topic, _, _, msg in records if topic.endswith("/object_markers")]
+    assert [mk.action for mk in meshes.markers] == [3, 0, 0, 0] and [mk.id for mk in meshes.markers[1:]] == [3, 7, 12]
+    (boxes,) = [msg for topic, _, _, msg in records if topic.endswith("/object_boxes")]
+    assert sorted(m.id for m in boxes.markers if m.ns == "one2345/boxes") == [3, 7, 12]
+    for obj in objects:
+        mesh_file = Path(obj.mesh_uri[len("file://") :])
+        assert mesh_file.is_file() and mesh_file.parent.name == obj.object_id
+        folder = mesh_file.parent.parent
+        assert (folder / "objects.json").is_file() and (folder / "points.ply").is_file()
+    reports = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["object_id"], r["label"], r["ok"]) for r in reports] == [("part_3", 3, True), ("part_7", 7, True),
+                                                                        ("part_12", 12, True)]  # fmt: skip
+
+
+def test_label_topic_with_label_ids_and_a_plain_function(tmp_path, capsys):
+    """--label-ids picks objects; an absent id is refused by name; a function without .objects runs per object."""
+    from ros_helpers import placed_result
+
+    write_labels_bag(tmp_path / "in")
+    seen = []
+
+    def one(inputs):
+        seen.append(inputs.object_id)
+        return placed_result(inputs, len(seen))
+
+    code = bag_main(_args(str(tmp_path / "in"), "--image-topic", "/cam/image", "--labels-topic", "/seg/labels",
+                          "--label-ids", "7", "9", "--out", str(tmp_path / "out")), reconstruct_fn=one)  # fmt: skip
+    assert code == 0 and seen == ["object_7"]
+    reports = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["object_id"], r["ok"]) for r in reports] == [("object_7", True), ("object_9", False)]
+    assert "mask is empty" in reports[1]["message"]
+    failed = [msg for topic, _, _, msg in _read(tmp_path / "out") if topic.endswith("/object")]
+    assert [o.object_id for o in failed] == ["object_7"]  # only reconstructed objects are published

@@ -12,15 +12,19 @@ from one2345_ros.ros.messages import build_mesh, make_header, make_pose
 from ros_helpers import REPO, get_rosidl, image_msg
 
 OBJECT_FIELDS = [
-    ("std_msgs/Header", "header"), ("string", "object_id"), ("shape_msgs/Mesh", "mesh"),
+    ("std_msgs/Header", "header"), ("string", "object_id"), ("uint32", "label"), ("bool", "success"),
+    ("string", "message"), ("shape_msgs/Mesh", "mesh"),
     ("std_msgs/ColorRGBA[]", "vertex_colors"), ("float32", "elevation_deg"), ("string", "elevation_source"),
     ("float32", "confidence"), ("string", "frame"), ("string", "units"), ("string", "scale_source"),
-    ("geometry_msgs/Pose", "pose"), ("string", "mesh_uri"), ("string[]", "stage_names"),
+    ("geometry_msgs/Pose", "pose"), ("geometry_msgs/Vector3", "dimensions"), ("string", "mesh_uri"),
+    ("string[]", "stage_names"),
     ("float32[]", "stage_seconds"),
 ]  # fmt: skip
 REQUEST_FIELDS = [("string", "object_id"), ("sensor_msgs/Image", "image"), ("sensor_msgs/Image", "mask"),
-                  ("sensor_msgs/Image", "depth"), ("sensor_msgs/CameraInfo", "camera_info")]  # fmt: skip
-RESPONSE_FIELDS = [("bool", "success"), ("string", "message"), ("one2345_ros/ReconstructedObject", "object")]
+                  ("sensor_msgs/Image", "labels"), ("uint32[]", "label_ids"), ("sensor_msgs/Image", "depth"),
+                  ("sensor_msgs/CameraInfo", "camera_info")]  # fmt: skip
+RESPONSE_FIELDS = [("bool", "success"), ("string", "message"), ("one2345_ros/ReconstructedObject", "object"),
+                   ("one2345_ros/ReconstructedObject[]", "objects")]  # fmt: skip
 
 
 def _fields(spec):
@@ -60,7 +64,7 @@ def test_rosidl_idl_conversion_parses(tmp_path):
         if rel.startswith("msg"):
             assert [m.name for m in elements[0].structure.members] == [name for _, name in OBJECT_FIELDS]
         elif rel.startswith("srv"):
-            assert [m.name for m in elements[0].response_message.structure.members] == ["success", "message", "object"]
+            assert [m.name for m in elements[0].response_message.structure.members] == [n for _, n in RESPONSE_FIELDS]
         else:
             assert [m.name for m in elements[0].feedback.structure.members] == ["stage", "progress"]
 

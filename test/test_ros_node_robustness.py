@@ -178,8 +178,9 @@ def test_configure_cleanup_20_cycles_keep_threads_and_publishers_flat(make_node)
         assert [c[key] for c in cleaned] == [before[key]] * 20, key
     assert _graph(configured[-1]) == _graph(configured[0]) and _graph(cleaned[-1]) == _graph(before)
     assert configured[0]["workers"] == 1 and cleaned[-1]["workers"] == 0
-    # 5 outputs + /tf_static on top of the node's own (rosout, parameter_events, transition_event)
-    assert configured[0]["publishers_node"] - before["publishers_node"] == 6
+    # 8 outputs (object, marker, elevation, points, views, surface_points, object_markers, object_boxes)
+    # + /tf_static on top of the node's own (rosout, parameter_events, transition_event)
+    assert configured[0]["publishers_node"] - before["publishers_node"] == 9
     assert configured[0]["tf_static_publishers"] == before["tf_static_publishers"] + 1
     assert max(c["executor_pool"] for c in configured + cleaned) <= 4
 

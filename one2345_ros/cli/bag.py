@@ -1,4 +1,5 @@
-"""``one2345 bag IN --image-topic T --mask-topic M --out OUT``: rosbag2 in, result messages out (no ROS install)."""
+"""``one2345 bag IN --image-topic T --mask-topic M|--labels-topic L --out OUT``: rosbag2 in, result messages out
+(no ROS install)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("bag", help="reconstruct from a rosbag2 (sqlite3/mcap) and write result messages")
     p.add_argument("bag_in", metavar="IN", help="input rosbag2 folder (or .mcap/.db3 file's folder)")
     p.add_argument("--image-topic", required=True)
-    p.add_argument("--mask-topic", required=True)
+    objects = p.add_mutually_exclusive_group(required=True)
+    objects.add_argument("--mask-topic", help="sensor_msgs/Image mask (mono8, non-zero = object)")
+    objects.add_argument("--labels-topic", help="sensor_msgs/Image label image (mono8, 16UC1 or 32SC1 instance ids, "
+                         "0 = background): every object, named <object-id>_<id>")  # fmt: skip
+    p.add_argument("--label-ids", type=int, nargs="+", help="with --labels-topic: only these ids")
     p.add_argument("--depth-topic", default="")
     p.add_argument("--camera-info-topic", default="")
     p.add_argument("--out", required=True, help="output rosbag2 folder (must not exist); results go to OUT/meshes")

@@ -133,13 +133,13 @@ def write_objects(
     object's id, folder, ok/error, pose and extents; the refused ones with their reason).
     Returns objects.json's path.
     """
-    from .planner import surface_samples
+    from .planner import labelled_samples
 
     mesh = mesh or MeshConfig()
     out = check_output_dir(out_dir)
     refused = refused or {}
     with _staging(out) as tmp:
-        entries, clouds = [], []
+        entries, meshes = [], []
         for label, result in enumerate(results, start=1):
             write_result(tmp / result.object_id, result, mesh)
             entry = {"object_id": result.object_id, "label": label, "folder": f"{result.object_id}/", "ok": result.ok,
@@ -147,14 +147,12 @@ def write_objects(
             if result.ok and result.mesh is not None:
                 entry.update(frame_id=result.frame_id, units=result.units, pose=np.asarray(result.object_pose).tolist(),
                              extents=np.asarray(result.object_extents).tolist(), warnings=result.warnings)  # fmt: skip
-                count = max(1, round(cloud_points * result.mesh.area / max(sum(r.mesh.area for r in results if r.ok), 1e-12)))
-                points, normals, rgb = surface_samples(result.mesh, count, seed=label)
-                clouds.append((points, normals, rgb, np.full(len(points), label, np.uint32)))
+                meshes.append((label, result.mesh))
             entries.append(entry)
         entries += [{"object_id": oid, "ok": False, "error": reason, "refused": True} for oid, reason in refused.items()]
         files = {}
-        if clouds:
-            write_labelled_cloud(tmp / POINTS_PLY, *(np.concatenate(parts) for parts in zip(*clouds)))
+        if meshes:
+            write_labelled_cloud(tmp / POINTS_PLY, *labelled_samples(meshes, cloud_points))
             files["points"] = {"path": POINTS_PLY, "frame_id": results[0].frame_id, "units": results[0].units,
                                "fields": "x y z nx ny nz red green blue alpha label (label = the objects' 'label')",
                                "note": "the completed surfaces sampled uniformly by area"}  # fmt: skip

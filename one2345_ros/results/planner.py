@@ -60,3 +60,19 @@ def surface_samples(mesh: trimesh.Trimesh, count: int, seed: int = 0) -> tuple[n
         corner = np.asarray(mesh.visual.vertex_colors, dtype=np.float64)[mesh.faces[faces], :3]
         rgb = np.clip(np.rint(np.einsum("nk,nkc->nc", bary, corner)), 0, 255).astype(np.uint8)
     return np.asarray(points, dtype=np.float64), normals, rgb
+
+
+def labelled_samples(meshes: list[tuple[int, trimesh.Trimesh]], total: int) -> tuple[np.ndarray, ...]:
+    """Several objects' surfaces as one labelled cloud: ``total`` points shared by area (at least one
+    each), sampled as :func:`surface_samples` (seed = the label). ``meshes``: (label, mesh) pairs.
+
+    Returns (points (N, 3), normals (N, 3), RGB (N, 3) uint8, labels (N,) uint32); empty arrays without meshes.
+    """
+    if not meshes:
+        return np.zeros((0, 3)), np.zeros((0, 3)), np.zeros((0, 3), np.uint8), np.zeros(0, np.uint32)
+    area = max(sum(float(mesh.area) for _, mesh in meshes), 1e-12)
+    parts = []
+    for label, mesh in meshes:
+        points, normals, rgb = surface_samples(mesh, max(1, round(total * float(mesh.area) / area)), seed=label)
+        parts.append((points, normals, rgb, np.full(len(points), label, np.uint32)))
+    return tuple(np.concatenate(columns) for columns in zip(*parts, strict=True))

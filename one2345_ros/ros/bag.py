@@ -3,7 +3,8 @@
 rosbags reads and writes rosbag2 (sqlite3 and mcap). Inputs go through the node's own
 conversion and the one input policy (inputs.py -> inputs/prepare.py), results through the
 one writer (results/files.py), and the output bag holds the messages the node publishes
-(publications.py) on the node's topic names.
+(publications.py) on the node's topic names. A label topic (instance ids, 0 = background)
+instead of a mask topic reconstructs every object of each chosen set, as the node does.
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ from pathlib import Path
 from typing import Callable
 
 from ..config import Config, require_models
-from ..results.files import unique_stem, write_result
+from ..results.files import unique_stem, write_objects, write_result
 from ..types import InputError, ReconstructionInputs
 from .factory import RosbagsFactory
-from .inputs import InputMessages, inputs_from_messages
+from .inputs import InputMessages, inputs_from_messages, objects_from_messages
 from .interfaces import make_typestore
-from .publications import build_publications
+from .publications import PER_REQUEST, ObjectOutcome, build_request_publications
 
 # Output topic of each publication key (the node's ~/ topics, resolved for its default name).
 TOPIC_TYPES = {
@@ -30,8 +31,13 @@ TOPIC_TYPES = {
     "elevation": ("elevation", "std_msgs/msg/Float32"),
     "points": ("points", "sensor_msgs/msg/PointCloud2"),
     "views": ("views", "sensor_msgs/msg/Image"),
+    "surface_points": ("surface_points", "sensor_msgs/msg/PointCloud2"),
+    "object_markers": ("object_markers", "visualization_msgs/msg/MarkerArray"),
+    "object_boxes": ("object_boxes", "visualization_msgs/msg/MarkerArray"),
 }
 ReconstructFn = Callable[[ReconstructionInputs], object]
+"""One object's reconstruction. With a label topic, the function's ``objects`` attribute (when it
+has one) reconstructs a set's objects together (Pipeline.reconstruct_objects); else one by one."""
 
 
 class BagError(InputError):
@@ -55,8 +61,9 @@ def run_bag(args, cfg: Config, reconstruct_fn: ReconstructFn | None = None) -> i
         require_models(cfg)
     typestore = make_typestore(args.distro)
     factory = RosbagsFactory(typestore)
-    roles = {"image": args.image_topic, "mask": args.mask_topic, "depth": args.depth_topic,
-             "camera_info": args.camera_info_topic}  # fmt: skip
+    labels_topic = getattr(args, "labels_topic", None) or ""
+    roles = {"image": args.image_topic, "mask": "" if labels_topic else args.mask_topic, "labels": labels_topic,
+             "depth": args.depth_topic, "camera_info": args.camera_info_topic}  # fmt: skip
     roles = {role: topic for role, topic in roles.items() if topic}
     with AnyReader([Path(args.bag_in)], default_typestore=typestore) as reader:
         available = {c.topic for c in reader.connections}
@@ -75,19 +82,26 @@ def run_bag(args, cfg: Config, reconstruct_fn: ReconstructFn | None = None) -> i
     for msgs in chosen:
         report = {"stamp": msgs.stamp_ns * 1e-9, "object_id": args.object_id}
         try:
-            inputs = inputs_from_messages(msgs, cfg.inputs, args.object_id)
-            result = reconstruct_fn(inputs)
+            if msgs.labels is not None:
+                items, results, refused = _reconstruct_labels(msgs, cfg, args, reconstruct_fn)
+            else:
+                inputs = inputs_from_messages(msgs, cfg.inputs, args.object_id)
+                result = reconstruct_fn(inputs)
+                items, results, refused = [ObjectOutcome(inputs.object_id, 0, result)], [result], {}
         except InputError as exc:
             reports.append({**report, "ok": False, "message": f"bad input: {exc}"})
             continue
-        if not result.ok:
-            reports.append({**report, "ok": False, "message": f"reconstruction failed: {result.error}"})
+        folder = mesh_dir / unique_stem(args.object_id, msgs.stamp_ns)
+        for item in items:
+            if item.ok:
+                sub = folder / item.object_id if msgs.labels is not None else folder
+                item.mesh_uri = (sub / f"mesh.{cfg.mesh.format}").as_uri()
+            reports.append({**report, "object_id": item.object_id, **({"label": item.label} if item.label else {}),
+                            **_report(item)})  # fmt: skip
+        if not any(item.ok for item in items):
             continue
-        folder = mesh_dir / unique_stem(inputs.object_id, inputs.stamp_ns)
-        mesh_uri = (folder / f"mesh.{cfg.mesh.format}").as_uri()
-        written.append((inputs.stamp_ns, build_publications(factory, result, mesh_uri, cfg.ros), folder, result))
-        reports.append({**report, "ok": True, "faces": int(len(result.mesh.faces)), "elevation_deg": result.elevation_deg,
-                        "frame_id": result.frame_id, "mesh_uri": mesh_uri, "warnings": result.warnings})  # fmt: skip
+        pubs = build_request_publications(factory, items, cfg.ros, msgs.stamp_ns, msgs.image.header.frame_id)
+        written.append((msgs.stamp_ns, pubs, folder, results, refused, msgs.labels is not None))
     for report in reports:
         print(json.dumps(report))
     if not written:
@@ -96,17 +110,46 @@ def run_bag(args, cfg: Config, reconstruct_fn: ReconstructFn | None = None) -> i
     plugin = StoragePlugin.MCAP if args.storage == "mcap" else StoragePlugin.SQLITE3
     with Writer(out, version=9, storage_plugin=plugin) as writer:
         connections = {}
-        for stamp_ns, pubs, _, _ in written:
-            for key, msg in pubs.items():
+        for stamp_ns, pubs, *_ in written:
+            recorded = [item for per_object in pubs["per_object"] for item in per_object.items()]
+            recorded += [(key, pubs[key]) for key in PER_REQUEST if key in pubs]
+            for key, msg in recorded:
                 if key not in out_topics:
                     continue  # transforms and collision objects are not recorded
                 topic, msgtype = out_topics[key]
                 if key not in connections:
                     connections[key] = writer.add_connection(topic, msgtype, typestore=typestore)
                 writer.write(connections[key], stamp_ns, typestore.serialize_cdr(msg, msgtype))
-    for _, _, folder, result in written:
-        write_result(folder, result, cfg.mesh)
+    for _, _, folder, results, refused, several in written:
+        if several:
+            write_objects(folder, results, refused, cfg.mesh)
+        else:
+            write_result(folder, results[0], cfg.mesh)
     return 0
+
+
+def _reconstruct_labels(msgs: InputMessages, cfg: Config, args, reconstruct_fn: ReconstructFn):
+    """Every object of a label image: (ObjectOutcomes in label order, results, {id: why refused})."""
+    objects = objects_from_messages(msgs, cfg.inputs, args.object_id, None, getattr(args, "label_ids", None))
+    if not objects.prepared:
+        raise InputError("no object of the label image can be used: " + "; ".join(
+            f"{oid}: {reason}" for oid, reason in objects.refused.items()))  # fmt: skip
+    together = getattr(reconstruct_fn, "objects", None)
+    results = together(objects.prepared) if together else [reconstruct_fn(i) for i in objects.prepared]
+    done = {r.object_id: r for r in results}
+    items = [ObjectOutcome(oid, label, done.get(oid), error=objects.refused.get(oid, ""))
+             for oid, label in objects.labels.items()]  # fmt: skip
+    return items, results, objects.refused
+
+
+def _report(item: ObjectOutcome) -> dict:
+    """The JSON line's fields for one object."""
+    if not item.ok:
+        prefix = "" if item.result is not None else "bad input: "
+        return {"ok": False, "message": prefix + item.reason}
+    result = item.result
+    return {"ok": True, "faces": int(len(result.mesh.faces)), "elevation_deg": result.elevation_deg,
+            "frame_id": result.frame_id, "mesh_uri": item.mesh_uri, "warnings": result.warnings}  # fmt: skip
 
 
 def cdr_header_stamp_ns(raw: bytes) -> int:
@@ -183,9 +226,11 @@ def _fetch(reader, roles: dict[str, str], stamps, sets: list[dict[str, int]]) ->
         for index, (conn, _, raw) in enumerate(reader.messages(conns)):
             if index in needed[role]:
                 got[role][index] = reader.deserialize(raw, conn.msgtype)
-    return [InputMessages(got["image"][s["image"]], got["mask"][s["mask"]],
-                          got["depth"][s["depth"]] if "depth" in s else None,
-                          got["camera_info"][s["camera_info"]] if "camera_info" in s else None) for s in sets]  # fmt: skip
+    def pick(role: str, s: dict):
+        return got[role][s[role]] if role in s else None
+
+    roles = ("image", "mask", "depth", "camera_info", "labels")
+    return [InputMessages(*(pick(role, s) for role in roles)) for s in sets]
 
 
 def _pipeline_reconstructor(cfg: Config) -> ReconstructFn:
@@ -195,10 +240,11 @@ def _pipeline_reconstructor(cfg: Config) -> ReconstructFn:
     pipeline = Pipeline(cfg)
     pipeline.load()
 
-    def reconstruct(inputs: ReconstructionInputs):
-        def progress(stage: str, fraction: float) -> None:
-            print(f"  {stage}: {fraction:.0%}", file=sys.stderr)
+    def progress(stage: str, fraction: float) -> None:
+        print(f"  {stage}: {fraction:.0%}", file=sys.stderr)
 
+    def reconstruct(inputs: ReconstructionInputs):
         return pipeline.reconstruct(inputs, progress=progress)
 
+    reconstruct.objects = lambda prepared: pipeline.reconstruct_objects(prepared, progress=progress)
     return reconstruct

@@ -24,11 +24,13 @@ class BadMessage(InputError):
 ENCODINGS = {
     "rgb8": (np.uint8, 3), "bgr8": (np.uint8, 3), "rgba8": (np.uint8, 4), "bgra8": (np.uint8, 4),
     "mono8": (np.uint8, 1), "8UC1": (np.uint8, 1), "8UC3": (np.uint8, 3),
-    "mono16": (np.uint16, 1), "16UC1": (np.uint16, 1), "32FC1": (np.float32, 1),
+    "mono16": (np.uint16, 1), "16UC1": (np.uint16, 1), "32FC1": (np.float32, 1), "32SC1": (np.int32, 1),
 }  # fmt: skip
 COLOR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "8UC3")
 MASK_ENCODINGS = ("mono8", "8UC1")
 DEPTH_ENCODINGS = ("16UC1", "mono16", "32FC1")
+LABEL_ENCODINGS = ("mono8", "8UC1", "16UC1", "mono16", "32SC1")
+"""Label images: one integer instance id per pixel, 0 = background (inputs.prepare.split_labels)."""
 
 
 def image_array(msg, what: str = "image", allowed: tuple[str, ...] | None = None) -> np.ndarray:
@@ -80,6 +82,11 @@ def to_rgb(msg, what: str = "image") -> np.ndarray:
 def to_mask(msg, what: str = "mask") -> np.ndarray:
     """The mask's pixels as stored (uint8 (H, W)); prepare_inputs binarises them."""
     return np.ascontiguousarray(image_array(msg, what, MASK_ENCODINGS))
+
+
+def to_labels(msg, what: str = "labels") -> np.ndarray:
+    """The instance ids as stored (uint8, uint16 or int32 (H, W)); inputs.prepare.split_labels splits them."""
+    return np.ascontiguousarray(image_array(msg, what, LABEL_ENCODINGS))
 
 
 def to_depth(msg, what: str = "depth") -> tuple[np.ndarray, str]:

@@ -1,4 +1,4 @@
-"""ROS messages from a reconstruction: Mesh, Marker, PointCloud2, Image, ReconstructedObject.
+"""ROS messages from a reconstruction: Mesh, Marker(Array), PointCloud2, Image, ReconstructedObject.
 
 Every builder takes a :class:`~one2345_ros.ros.factory.MessageFactory` first, so the node
 (rclpy types) and the ``bag`` command and tests (rosbags types) publish identical messages.
@@ -19,9 +19,19 @@ from .factory import MessageFactory
 POINT = "geometry_msgs/msg/Point"
 COLOR = "std_msgs/msg/ColorRGBA"
 MARKER_NS = "one2345"
-# sensor_msgs/PointField datatype for float32.
+# sensor_msgs/PointField datatypes.
+POINTFIELD_UINT32 = 6
 POINTFIELD_FLOAT32 = 7
 CLOUD_POINT_STEP = 16  # x, y, z, rgb as four float32
+# The surface cloud for planners: x y z, normal_x normal_y normal_z (PCL's PointXYZRGBNormal names),
+# rgb (packed float32), label (uint32: the object's instance id).
+SURFACE_FIELDS = (("x", POINTFIELD_FLOAT32), ("y", POINTFIELD_FLOAT32), ("z", POINTFIELD_FLOAT32),
+                  ("normal_x", POINTFIELD_FLOAT32), ("normal_y", POINTFIELD_FLOAT32), ("normal_z", POINTFIELD_FLOAT32),
+                  ("rgb", POINTFIELD_FLOAT32), ("label", POINTFIELD_UINT32))  # fmt: skip
+SURFACE_POINT_STEP = 4 * len(SURFACE_FIELDS)
+BOX_NS, AXES_NS = "one2345/boxes", "one2345/axes"
+# visualization_msgs/Marker types and actions.
+ARROW, CUBE, MARKER_ADD, MARKER_DELETEALL = 0, 1, 0, 3
 
 
 @contextmanager
@@ -60,6 +70,14 @@ def make_pose(f: MessageFactory, position=(0.0, 0.0, 0.0), orientation_xyzw=(0.0
                   orientation=f.make("geometry_msgs/msg/Quaternion", x=qx, y=qy, z=qz, w=qw))  # fmt: skip
 
 
+def pose_of_matrix(f: MessageFactory, T: np.ndarray):
+    """geometry_msgs/Pose of a (4, 4) rigid transform (parent <- child)."""
+    from scipy.spatial.transform import Rotation
+
+    T = np.asarray(T, dtype=np.float64)
+    return make_pose(f, T[:3, 3], Rotation.from_matrix(T[:3, :3]).as_quat())
+
+
 def mesh_arrays(mesh) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """(vertices (V,3) float64, faces (F,3) int64, RGBA colours (V,4) uint8 or None) of a trimesh."""
     vertices = np.asarray(mesh.vertices, dtype=np.float64)
@@ -71,14 +89,6 @@ def mesh_arrays(mesh) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         if colors.shape != (len(vertices), 4):
             colors = None
     return vertices, faces, colors
-
-
-def object_position(vertices: np.ndarray) -> np.ndarray:
-    """The object frame's origin: the bounding-box centre (DESIGN.md's object centre)."""
-    vertices = np.asarray(vertices, dtype=np.float64)
-    if len(vertices) == 0:
-        return np.zeros(3)
-    return (vertices.min(axis=0) + vertices.max(axis=0)) / 2.0
 
 
 def _points(f: MessageFactory, xyz: np.ndarray) -> list:
@@ -175,24 +185,31 @@ def build_float32(f: MessageFactory, value: float):
     return f.make("std_msgs/msg/Float32", data=float(value))
 
 
-def build_pose_in_frame(f: MessageFactory, vertices: np.ndarray):
-    return make_pose(f, object_position(vertices))
-
-
 def build_reconstructed_object(f: MessageFactory, header, object_id: str, result: Any, mesh_msg, vertex_colors,
-                               mesh_uri: str = ""):  # fmt: skip
-    """one2345_ros/msg/ReconstructedObject from a ReconstructionResult and its built mesh."""
+                               mesh_uri: str = "", label: int = 0):  # fmt: skip
+    """one2345_ros/msg/ReconstructedObject from a ReconstructionResult and its built mesh.
+
+    ``pose`` and ``dimensions``: the result's object frame (results/planner.py: the oriented
+    bounding box) and its sides, in the result's units.
+    """
     names = list(result.timings.keys())
     seconds = np.asarray([float(result.timings[n]) for n in names], dtype=np.float32)
-    vertices = np.asarray(result.mesh.vertices) if result.mesh is not None else np.zeros((0, 3))
     elevation = result.elevation_deg if result.elevation_deg is not None else float("nan")
+    ex, ey, ez = (float(v) for v in np.asarray(result.object_extents, dtype=np.float64))
     return f.make(
-        "one2345_ros/msg/ReconstructedObject", header=header, object_id=object_id, mesh=mesh_msg,
-        vertex_colors=vertex_colors, elevation_deg=float(elevation), elevation_source=str(result.elevation_source),
-        confidence=float(result.confidence), frame=str(result.frame), units=str(result.units),
-        scale_source=str(result.scale_source), pose=build_pose_in_frame(f, vertices), mesh_uri=mesh_uri,
-        stage_names=names, stage_seconds=f.seq(seconds),
+        "one2345_ros/msg/ReconstructedObject", header=header, object_id=object_id, label=int(label), success=True,
+        message="", mesh=mesh_msg, vertex_colors=vertex_colors, elevation_deg=float(elevation),
+        elevation_source=str(result.elevation_source), confidence=float(result.confidence), frame=str(result.frame),
+        units=str(result.units), scale_source=str(result.scale_source), pose=pose_of_matrix(f, result.object_pose),
+        dimensions=f.make("geometry_msgs/msg/Vector3", x=ex, y=ey, z=ez), mesh_uri=mesh_uri, stage_names=names,
+        stage_seconds=f.seq(seconds),
     )
+
+
+def build_failed_object(f: MessageFactory, header, object_id: str, message: str, label: int = 0):
+    """A ReconstructedObject for an object that was refused or failed: success false and the reason."""
+    return f.make("one2345_ros/msg/ReconstructedObject", header=header, object_id=object_id, label=int(label),
+                  success=False, message=message, pose=make_pose(f))  # fmt: skip
 
 
 def build_collision_object(f: MessageFactory, header, object_id: str, mesh_msg):
@@ -201,11 +218,64 @@ def build_collision_object(f: MessageFactory, header, object_id: str, mesh_msg):
                   meshes=[mesh_msg], mesh_poses=[make_pose(f)], operation=0)  # fmt: skip
 
 
-def build_transform(f: MessageFactory, header, child_frame_id: str, position: np.ndarray):
-    """geometry_msgs/TransformStamped placing ``child_frame_id`` at ``position`` (axes of the parent)."""
-    x, y, z = (float(v) for v in position)
+def build_transform(f: MessageFactory, header, child_frame_id: str, pose: np.ndarray):
+    """geometry_msgs/TransformStamped placing ``child_frame_id`` at ``pose`` ((4, 4), parent <- child)
+    in ``header.frame_id``."""
+    p = pose_of_matrix(f, pose)
+    vector = f.make("geometry_msgs/msg/Vector3", x=p.position.x, y=p.position.y, z=p.position.z)
+    transform = f.make("geometry_msgs/msg/Transform", translation=vector, rotation=p.orientation)
+    return f.make("geometry_msgs/msg/TransformStamped", header=header, child_frame_id=child_frame_id,
+                  transform=transform)  # fmt: skip
+
+
+def build_surface_cloud(f: MessageFactory, header, points, normals, rgb, labels):
+    """sensor_msgs/PointCloud2 (unordered, dense) of surface samples: x y z normal_x normal_y normal_z
+    rgb label (:data:`SURFACE_FIELDS`), what grasp planners (GPD, Contact-GraspNet...) take."""
+    n = len(points)
+    dtype = [(name, "<u4" if kind == POINTFIELD_UINT32 else "<f4") for name, kind in SURFACE_FIELDS]
+    rec = np.zeros(n, dtype=dtype)
+    for i, axis in enumerate("xyz"):
+        rec[axis] = np.asarray(points, dtype=np.float32).reshape(n, 3)[:, i]
+        rec[f"normal_{axis}"] = np.asarray(normals, dtype=np.float32).reshape(n, 3)[:, i]
+    c = np.asarray(rgb, dtype=np.uint32).reshape(n, 3)
+    rec["rgb"] = ((c[:, 0] << 16) | (c[:, 1] << 8) | c[:, 2]).astype("<u4").view("<f4")
+    rec["label"] = np.asarray(labels, dtype=np.uint32)
+    field = f.ctor("sensor_msgs/msg/PointField")
+    fields = [field(name=name, offset=4 * i, datatype=kind, count=1) for i, (name, kind) in enumerate(SURFACE_FIELDS)]
     return f.make(
-        "geometry_msgs/msg/TransformStamped", header=header, child_frame_id=child_frame_id,
-        transform=f.make("geometry_msgs/msg/Transform", translation=f.make("geometry_msgs/msg/Vector3", x=x, y=y, z=z),
-                         rotation=f.make("geometry_msgs/msg/Quaternion", x=0.0, y=0.0, z=0.0, w=1.0)),
-    )  # fmt: skip
+        "sensor_msgs/msg/PointCloud2", header=header, height=1, width=n, fields=fields, is_bigendian=False,
+        point_step=SURFACE_POINT_STEP, row_step=SURFACE_POINT_STEP * n, data=f.seq(rec.view(np.uint8).reshape(-1)),
+        is_dense=True,
+    )
+
+
+def build_delete_all(f: MessageFactory, header):
+    """A Marker DELETEALL: first in a MarkerArray, it clears what the previous request showed."""
+    return f.make("visualization_msgs/msg/Marker", header=header, action=MARKER_DELETEALL, pose=make_pose(f))
+
+
+def build_box_markers(f: MessageFactory, header, boxes: list[tuple[int, np.ndarray, np.ndarray]]):
+    """visualization_msgs/MarkerArray: DELETEALL (the previous request's boxes go), then per object
+    (label, pose (4, 4), extents (3,)) its oriented bounding box (CUBE, ns ``one2345/boxes``,
+    id = label) and principal axes (three ARROWs x red, y green, z blue, ns ``one2345/axes``,
+    id = 3 * label + axis), each arrow half the box's side along it."""
+    vec, color, point = f.ctor("geometry_msgs/msg/Vector3"), f.ctor(COLOR), f.ctor(POINT)
+    markers = [build_delete_all(f, header)]
+    for label, pose, extents in boxes:
+        pose = np.asarray(pose, dtype=np.float64)
+        ex, ey, ez = (max(float(v), 1e-6) for v in extents)
+        markers.append(f.make("visualization_msgs/msg/Marker", header=header, ns=BOX_NS, id=int(label), type=CUBE,
+                              action=MARKER_ADD, pose=pose_of_matrix(f, pose), scale=vec(x=ex, y=ey, z=ez),
+                              color=color(r=0.2, g=0.6, b=1.0, a=0.25)))  # fmt: skip
+        centre = pose[:3, 3]
+        shaft = 0.05 * min(ex, ey, ez) + 0.01 * max(ex, ey, ez)
+        axis_colors = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))
+        for k, (length, rgb) in enumerate(zip((ex, ey, ez), axis_colors, strict=True)):
+            tip = centre + pose[:3, k] * length / 2.0
+            markers.append(f.make(
+                "visualization_msgs/msg/Marker", header=header, ns=AXES_NS, id=3 * int(label) + k, type=ARROW,
+                action=MARKER_ADD, pose=make_pose(f), scale=vec(x=shaft, y=2.0 * shaft, z=3.0 * shaft),
+                color=color(r=rgb[0], g=rgb[1], b=rgb[2], a=1.0),
+                points=[point(x=float(a), y=float(b), z=float(c)) for a, b, c in (centre, tip)],
+            ))  # fmt: skip
+    return f.make("visualization_msgs/msg/MarkerArray", markers=markers)

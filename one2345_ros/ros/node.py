@@ -42,7 +42,7 @@ from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Float32
-from visualization_msgs.msg import Marker
+from visualization_msgs.msg import Marker, MarkerArray
 
 from ..action import ReconstructObject as ReconstructObjectAction
 from ..config import NODE_NAME, Config, ConfigError
@@ -52,14 +52,15 @@ from . import images
 from .factory import RclpyFactory
 from .inputs import InputMessages, has_image
 from .params import config_from_parameters, default_parameters
-from .publications import build_publications
+from .publications import PER_REQUEST, build_request_publications
 from .reconstructor import Outcome, Reconstructor, Request
 from .transforms import transform_to_matrix
 
 LATCHED = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
                      durability=DurabilityPolicy.TRANSIENT_LOCAL)  # fmt: skip
 _OUTPUT_TYPES = {"object": ReconstructedObject, "marker": Marker, "elevation": Float32, "points": PointCloud2,
-                 "views": Image}  # fmt: skip
+                 "views": Image, "surface_points": PointCloud2, "object_markers": MarkerArray,
+                 "object_boxes": MarkerArray}  # fmt: skip
 
 # What each optional package gives; logged once per node when it is missing.
 OPTIONAL_PACKAGES = {
@@ -289,7 +290,7 @@ class ReconstructorNode(LifecycleNode):
         qos = QoSProfile(depth=cfg.input_history_depth, history=HistoryPolicy.KEEP_LAST, reliability=reliability,
                          durability=DurabilityPolicy.VOLATILE)  # fmt: skip
         group = MutuallyExclusiveCallbackGroup()
-        topics = [(Image, "image"), (Image, "mask")]
+        topics = [(Image, "image"), (Image, "labels" if cfg.use_labels else "mask")]
         if cfg.use_depth:
             topics.append((Image, "depth"))
         if cfg.use_camera_info:
@@ -393,7 +394,8 @@ class ReconstructorNode(LifecycleNode):
                 image = self._to_rgb8(image, core)
                 if image is None:
                     return
-            core.on_input(InputMessages(image, by_role["mask"], by_role.get("depth"), by_role.get("camera_info")))
+            core.on_input(InputMessages(image, by_role.get("mask"), by_role.get("depth"), by_role.get("camera_info"),
+                                        by_role.get("labels")))  # fmt: skip
         except Exception as exc:
             self.get_logger().error(f"dropped input pair: {type(exc).__name__}: {exc}")
 
@@ -429,21 +431,34 @@ class ReconstructorNode(LifecycleNode):
                 self.get_logger().error(f"publishing the result failed: {type(exc).__name__}: {exc}")
                 return Outcome("failed", f"result built but not publishable: {exc}", outcome.inputs)
             self.get_logger().info(outcome.message)
+        elif outcome.objects:  # no object reconstructed: the response still gives each one's reason
+            outcome.published_objects = build_request_publications(
+                self._factory, outcome.objects, self._publish_config, outcome.inputs.stamp_ns,
+                outcome.inputs.frame_id)["objects"]  # fmt: skip
         elif self._stopping.is_set() and outcome.status == "cancelled":
             outcome = Outcome("cancelled", f"{outcome.message}: the node is shutting down", outcome.inputs)
         return outcome
 
     def _publish(self, outcome: Outcome):
-        pubs = build_publications(self._factory, outcome.result, outcome.mesh_uri, self._publish_config)
-        for key, msg in pubs.items():
-            if key == "transform":
-                if self._tf_pub is not None:
+        cfg = self._publish_config
+        pubs = build_request_publications(self._factory, outcome.objects, cfg, outcome.inputs.stamp_ns,
+                                          outcome.inputs.frame_id)  # fmt: skip
+        frames = False
+        for per_object in pubs["per_object"]:  # label order: a late joiner gets the last object
+            for key, msg in per_object.items():
+                if key == "transform":
                     self._static_transforms[msg.child_frame_id] = msg
-                    # /tf_static is latched per publisher: send every object frame each time.
-                    self._tf_pub.publish(self._tf_message_type(transforms=list(self._static_transforms.values())))
-            elif key in self._pubs:
-                self._pubs[key].publish(msg)
-        return pubs["object"]
+                    frames = True
+                elif key in self._pubs:
+                    self._pubs[key].publish(msg)
+        if frames and self._tf_pub is not None:
+            # /tf_static is latched per publisher: send every object frame each time.
+            self._tf_pub.publish(self._tf_message_type(transforms=list(self._static_transforms.values())))
+        for key in PER_REQUEST:
+            if key in pubs:
+                self._pubs[key].publish(pubs[key])
+        outcome.published_objects = pubs["objects"]
+        return pubs["per_object"][0]["object"]
 
     def _on_service(self, request, response):
         outcome = self._serve(Request.from_msg(request))
@@ -451,6 +466,7 @@ class ReconstructorNode(LifecycleNode):
         response.message = outcome.message
         if outcome.success:
             response.object = outcome.published
+        response.objects = outcome.published_objects or []
         return response
 
     def _on_goal(self, goal_handle):
@@ -463,6 +479,7 @@ class ReconstructorNode(LifecycleNode):
                               should_cancel=lambda: goal_handle.is_cancel_requested)  # fmt: skip
         result = ReconstructObjectAction.Result()
         result.success, result.message = outcome.success, outcome.message
+        result.objects = outcome.published_objects or []
         if outcome.success:
             result.object = outcome.published
             goal_handle.succeed()

@@ -15,10 +15,12 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..config import Config
-from ..results.files import unique_stem, write_result
+from ..results.files import unique_stem, write_objects, write_result
 from ..types import Cancelled, InputError, ReconstructionInputs
 from .images import BadMessage
-from .inputs import InputMessages, LatestPair, has_calibration, has_image, inputs_from_messages
+from .inputs import (InputMessages, LatestPair, PreparedObjects, has_calibration, has_image, inputs_from_messages,
+                     objects_from_messages)  # fmt: skip
+from .publications import ObjectOutcome
 from .scheduler import Busy, Ticket, Worker, wait_for
 
 
@@ -28,17 +30,24 @@ class NotActive(RuntimeError):
 
 @dataclass
 class Request:
-    """A service request or action goal: explicit images, or empty image = the latest pair."""
+    """A service request or action goal: explicit images, or empty image = the latest pair.
+
+    ``labels`` (a label image, instance ids) instead of ``mask``: one object per id (``label_ids``:
+    only these), each named ``<object_id>_<id>`` (``object_<id>`` without an object_id).
+    """
 
     object_id: str = ""
     image: Any = None
     mask: Any = None
     depth: Any = None
     camera_info: Any = None
+    labels: Any = None
+    label_ids: tuple[int, ...] = ()
 
     @classmethod
     def from_msg(cls, msg) -> "Request":
-        return cls(msg.object_id, msg.image, msg.mask, msg.depth, msg.camera_info)
+        return cls(msg.object_id, msg.image, msg.mask, msg.depth, msg.camera_info, getattr(msg, "labels", None),
+                   tuple(int(i) for i in getattr(msg, "label_ids", ())))  # fmt: skip
 
 
 @dataclass
@@ -52,6 +61,11 @@ class Outcome:
     mesh_uri: str = ""
     published: Any = None
     """The ReconstructedObject message the node published (set by the node)."""
+    objects: list[ObjectOutcome] | None = None
+    """Every object of the request (one for a mask), failed ones with their reason; ``result`` and
+    ``mesh_uri`` are the first reconstructed one's."""
+    published_objects: list | None = None
+    """The ReconstructedObject of every object (set by the node)."""
 
     @property
     def success(self) -> bool:
@@ -134,29 +148,48 @@ class Reconstructor:
 
     def _messages_for(self, request: Request) -> InputMessages:
         if has_image(request.image):
-            if not has_image(request.mask):
+            labels = request.labels if has_image(request.labels) else None
+            if labels is None and not has_image(request.mask):
                 raise BadMessage("request has an image but no mask")
             depth = request.depth if has_image(request.depth) else None
             info = request.camera_info if has_calibration(request.camera_info) else None
-            return InputMessages(request.image, request.mask, depth, info)
+            return InputMessages(request.image, None if labels is not None else request.mask, depth, info, labels)
         return self.latest.take(self._clock_ns(), self.settings.ros.max_input_age_s)
 
     # ---------------------------------------------------------------- requests
-    def submit(self, request: Request, on_progress=None) -> tuple[Ticket, ReconstructionInputs]:
+    def submit(self, request: Request, on_progress=None) -> tuple[Ticket, ReconstructionInputs | PreparedObjects]:
         """Convert the request's inputs (here, cheaply: no model runs) and queue the reconstruction.
 
+        Returns the ticket and the prepared inputs (PreparedObjects for a label image).
         Raises NotActive, BadMessage, InputError or Busy.
         """
         if not self.active:
             raise NotActive("not active: the models are not loaded (activate the lifecycle node)")
         msgs = self._messages_for(request)
         gravity, note = self._gravity(msgs)
+        if msgs.labels is not None:
+            return self._submit_objects(request, msgs, gravity, note, on_progress)
         inputs = inputs_from_messages(msgs, self.settings.inputs, request.object_id, gravity)
         if note:
             inputs.warnings.append(note)
         ticket = self.worker.submit(lambda progress, cancel: self._job(inputs, progress, cancel),
                                     label=f"'{inputs.object_id}'", on_progress=on_progress)  # fmt: skip
         return ticket, inputs
+
+    def _submit_objects(self, request: Request, msgs: InputMessages, gravity, note: str, on_progress):
+        objects = objects_from_messages(msgs, self.settings.inputs, request.object_id, gravity, list(request.label_ids))
+        if not objects.prepared:
+            raise InputError("no object of the label image can be used: " + "; ".join(
+                f"{oid}: {reason}" for oid, reason in objects.refused.items()))  # fmt: skip
+        for inputs in objects.prepared:
+            if note:
+                inputs.warnings.append(note)
+        ids = ", ".join(i.object_id for i in objects.prepared)
+        def job(progress, cancel):
+            return self._objects_job(objects, request.object_id, progress, cancel)
+
+        ticket = self.worker.submit(job, label=f"{len(objects.prepared)} objects ({ids})", on_progress=on_progress)
+        return ticket, objects
 
     def _gravity(self, msgs: InputMessages):
         """The camera's pose in ros.gravity_frame at the image stamp, and a note when it is not available.
@@ -192,6 +225,23 @@ class Reconstructor:
             mesh_uri = (path.parent / f"mesh.{self.settings.mesh.format}").as_uri()
         return result, mesh_uri
 
+    def _objects_job(self, objects: PreparedObjects, name: str, progress, cancel: threading.Event) -> list:
+        """Every object of a label image, their views generated together; one result folder for the
+        request (results/files.py write_objects: a folder per object, points.ply, objects.json)."""
+        if self._pipeline is None:
+            raise NotActive("not active: the models were unloaded")
+        results = self._pipeline.reconstruct_objects(objects.prepared, progress=progress, cancel=cancel)
+        uris = {}
+        if self.settings.ros.write_mesh:
+            stem = unique_stem(name or "objects", objects.prepared[0].stamp_ns)
+            folder = Path(self.settings.ros.output_dir).expanduser().resolve() / stem
+            write_objects(folder, results, objects.refused, self.settings.mesh)
+            uris = {r.object_id: (folder / r.object_id / f"mesh.{self.settings.mesh.format}").as_uri()
+                    for r in results if r.ok}  # fmt: skip
+        done = {r.object_id: r for r in results}
+        return [ObjectOutcome(oid, label, done.get(oid), uris.get(oid, ""), objects.refused.get(oid, ""))
+                for oid, label in objects.labels.items()]  # fmt: skip
+
     def run(self, request: Request, on_progress=None, should_cancel: Callable[[], bool] | None = None) -> Outcome:
         """Serve one request to the end (service and action callbacks); never raises."""
         try:
@@ -205,11 +255,16 @@ class Reconstructor:
         except Exception as exc:
             return self._fail("bad_input", f"bad input: unreadable message ({type(exc).__name__}: {exc})")
         status, value = wait_for(ticket, self.settings.ros.request_timeout_s, should_cancel)
+        if isinstance(inputs, PreparedObjects):
+            inputs = inputs.prepared[0]  # Outcome.inputs: the first object's (stamp, frame)
+            if status == "done":
+                return self._objects_outcome(value, inputs)
         if status == "done":
             result, mesh_uri = value
             if not result.ok:
                 return self._fail("failed", f"reconstruction failed: {result.error}", inputs)
-            return Outcome("done", _summary(result), inputs, result, mesh_uri)
+            item = ObjectOutcome(result.object_id, 0, result, mesh_uri)
+            return Outcome("done", _summary(result), inputs, result, mesh_uri, objects=[item])
         if status == "cancelled" or (status == "error" and isinstance(value, Cancelled)):
             return self._fail("cancelled", f"cancelled during stage '{ticket.stage}'", inputs)
         if status == "timeout":
@@ -220,6 +275,16 @@ class Reconstructor:
             return self._fail("bad_input", f"bad input: {value}", inputs)
         self.log.error(f"reconstruction of '{inputs.object_id}' failed: {type(value).__name__}: {value}")
         return self._fail("failed", f"reconstruction failed: {type(value).__name__}: {value}", inputs)
+
+    def _objects_outcome(self, items: list[ObjectOutcome], inputs: ReconstructionInputs) -> Outcome:
+        ok = [item for item in items if item.ok]
+        lines = [_summary(item.result) if item.ok else f"'{item.object_id}': {item.reason}" for item in items]
+        message = f"{len(ok)} of {len(items)} objects: " + "; ".join(lines)
+        if not ok:
+            outcome = self._fail("failed", f"reconstruction failed: {message}", inputs)
+            outcome.objects = items
+            return outcome
+        return Outcome("done", message, inputs, ok[0].result, ok[0].mesh_uri, objects=items)
 
     def _fail(self, status: str, message: str, inputs: ReconstructionInputs | None = None) -> Outcome:
         self.log.warning(f"request refused ({status}): {message}" if inputs is None else f"request {status}: {message}")
