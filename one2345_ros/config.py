@@ -131,7 +131,8 @@ class ElevationConfig:
     min_tracks: int = field(default=12, metadata=_at_least(1))
     """Fewer three-view observations than this: no estimate (too few matches)."""
     refine_view_poses: bool = True
-    """After the grid search, refine the polar jointly with a small pose error per view (generated views are imperfect)."""
+    """After the grid search, refine the polar jointly with a small pose error per view (generated views are
+    imperfect)."""
     view_pose_sigma_deg: float = field(default=0.5, metadata=_at_least(0.0))
     """Prior standard deviation of each view's pose error in that refinement."""
 
@@ -321,7 +322,8 @@ def _check_range(value, meta: dict, name: str) -> None:
     if "max" in meta and value > meta["max"]:
         raise ConfigError(f"{name}: must be <= {meta['max']}, got {value}")
     if meta.get("device"):
-        if value not in ("auto", "cpu", "cuda") and not (value.startswith("cuda:") and value[5:].isdigit()):
+        numbered = value.startswith("cuda:") and value[5:].isdigit()
+        if value not in ("auto", "cpu", "cuda") and not numbered:
             raise ConfigError(f"{name}: {value!r} is not 'auto', 'cpu', 'cuda' or 'cuda:N'")
 
 
@@ -333,7 +335,8 @@ def from_dict(cls, data: dict | None, prefix: str = ""):
     problems: list[str] = []
     obj = _from_dict(cls, data, prefix, problems)
     if problems:
-        raise ConfigError("; ".join(problems) if len(problems) == 1 else "invalid configuration:\n  " + "\n  ".join(problems))
+        raise ConfigError(problems[0] if len(problems) == 1
+                          else "invalid configuration:\n  " + "\n  ".join(problems))
     return obj
 
 
@@ -440,9 +443,9 @@ def parse_override(text: str) -> tuple[str, Any]:
         raise ConfigError(f"--set {text!r}: value is not valid YAML: {exc}") from exc
     if parsed is None:
         parsed = ""
-    if isinstance(parsed, (int, float)) and not isinstance(parsed, bool) and typing.get_origin(_field_type(key)) is None:
-        if _field_type(key) is str:  # a number where a string is expected (e.g. a file named 123)
-            parsed = value
+    number = isinstance(parsed, (int, float)) and not isinstance(parsed, bool)
+    if number and typing.get_origin(_field_type(key)) is None and _field_type(key) is str:
+        parsed = value  # a number where a string is expected (e.g. a file named 123)
     return key.strip(), parsed
 
 
@@ -553,8 +556,9 @@ def require_models(cfg: Config, views: bool = True, backend: bool = True) -> Non
     """
     problems = []
     if views and cfg.views == "zero123" and not cfg.zero123.model:
-        problems.append(f"views: 'zero123' needs zero123.model (--zero123, or ${ZERO123_ENV}): a diffusers folder such "
-                        "as a local copy of kxic/zero123-xl, or zero123-xl.ckpt (README: Weights); none is downloaded")  # fmt: skip
+        problems.append(f"views: 'zero123' needs zero123.model (--zero123, or ${ZERO123_ENV}): a diffusers folder "
+                        "such as a local copy of kxic/zero123-xl, or zero123-xl.ckpt (README: Weights); "
+                        "none is downloaded")
     if views and cfg.views == "oracle":
         if not cfg.oracle.mesh:
             problems.append("views: 'oracle' needs oracle.mesh (the mesh the synthetic views are rendered from)")
@@ -563,7 +567,8 @@ def require_models(cfg: Config, views: bool = True, backend: bool = True) -> Non
                             "(--oracle-c2w), or oracle.mesh_frame (TF) on the node")  # fmt: skip
     if backend and cfg.backend == "sparseneus" and not cfg.sparseneus.checkpoint:
         problems.append(f"backend: 'sparseneus' needs sparseneus.checkpoint (--sparseneus, or ${SPARSENEUS_ENV}): "
-                        "ckpt_215000.pth from Hugging Face One-2-3-45/code (SparseNeuS_demo_v1/exp/lod0/checkpoints/)")  # fmt: skip
+                        "ckpt_215000.pth from Hugging Face One-2-3-45/code "
+                        "(SparseNeuS_demo_v1/exp/lod0/checkpoints/)")
     if problems:
         raise ConfigError(problems[0] if len(problems) == 1 else "missing weights:\n  " + "\n  ".join(problems))
 
@@ -609,7 +614,8 @@ def check_weight_file(path: Path) -> str:
             except (ValueError, KeyError, TypeError, IndexError):
                 return f"{path} is corrupt: unreadable safetensors header"
             if 8 + header_len + end > size:
-                return f"{path} is truncated: the safetensors header needs {8 + header_len + end} bytes, the file has {size}"
+                return (f"{path} is truncated: the safetensors header needs {8 + header_len + end} bytes, "
+                        f"the file has {size}")
             return ""
     if head[:2] == b"PK":
         if not zipfile.is_zipfile(path):

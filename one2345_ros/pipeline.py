@@ -215,7 +215,8 @@ class Pipeline:
         )
 
 
-def _scale(mesh, polar_deg: float, inputs: ReconstructionInputs, pre, cfg: C.MetricConfig, warnings: list[str]) -> _Scale:
+def _scale(mesh, polar_deg: float, inputs: ReconstructionInputs, pre, cfg: C.MetricConfig,
+           warnings: list[str]) -> _Scale:  # fmt: skip
     """Step 8: needs the intrinsics (camera_info) and one of depth, object_distance_m, object_size_m."""
     has_scale = inputs.depth is not None or cfg.object_distance_m > 0 or cfg.object_size_m > 0
     if inputs.K is None:
@@ -224,7 +225,8 @@ def _scale(mesh, polar_deg: float, inputs: ReconstructionInputs, pre, cfg: C.Met
         return _Scale()
     fit = fit_metric(mesh, polar_deg, inputs.K, pre.crop, pre.source_mask, inputs.depth, cfg)
     if fit is None:
-        return _Scale(diagnostics={"metric_note": "no scale source (depth, metric.object_distance_m, metric.object_size_m)"})
+        note = "no scale source (depth, metric.object_distance_m, metric.object_size_m)"
+        return _Scale(diagnostics={"metric_note": note})
     diagnostics = {"object_distance_m": fit.distance_m}
     if fit.depth_residual_m is not None:
         diagnostics.update(depth_fit_residual_m=fit.depth_residual_m, depth_fit_pixels=fit.depth_pixels)
