@@ -192,6 +192,23 @@ class MetricConfig:
     """Distance from the camera to the object's centre, when there is no depth (0 = unknown)."""
     object_size_m: float = field(default=0.0, metadata=_at_least(0.0))
     """Largest extent of the object, when there is neither depth nor distance (0 = unknown)."""
+    fuse_depth: bool = True
+    """With depth: move the mesh's visible side onto the measured depth after the fit (mesh/fuse_depth.py); the
+    unseen side stays the reconstruction's. False: the depth only places and scales the reconstruction."""
+    fuse_window_px: int = field(default=2, metadata=_between(1, 10))
+    """Half side of the pixel window a vertex's robust depth is read from: (2 r + 1)^2 pixels."""
+    fuse_max_toward: float = field(default=0.1, metadata=_between(0.0, 1.0))
+    """Largest move of a vertex towards the camera, in bounding-box diagonals of the mesh; nearer readings
+    (an occluder, flying pixels) are ignored."""
+    fuse_max_away: float = field(default=0.3, metadata=_between(0.0, 1.0))
+    """Largest move away from the camera, in bounding-box diagonals: how deep the camera may carve into the
+    reconstruction (a cup's opening that a visual hull closes)."""
+    fuse_falloff: float = field(default=0.02, metadata=_between(0.001, 1.0))
+    """Decay length of the displacement from the measured vertices into their neighbourhood, in bounding-box
+    diagonals (no seam at the silhouette; vertices beyond 4 decay lengths do not move)."""
+    fuse_edge_jump: float = field(default=0.02, metadata=_between(0.001, 1.0))
+    """A depth jump to a neighbouring pixel above this fraction of the range marks an occlusion edge (readings
+    there are not used)."""
 
 
 @dataclass
