@@ -8,7 +8,8 @@
       5. remaining views  the ring the elevation picks, its neighbours; every view posed once
       6. reconstruct      hull or SparseNeuS -> a signed field (recon/)
       7. mesh             the one mesh stage for every backend (mesh/)
-      8. scale            canonical frame -> the camera's optical frame in metres (scale.py)
+      8. scale            canonical frame -> the camera's optical frame in metres (scale.py); with depth, the
+                          visible side then moved onto the measured surface (mesh/fuse_depth.py)
       9. result           built once, here
 """
 
@@ -23,6 +24,7 @@ from . import config as C
 from .elevation.choice import choose_elevation, elevation_from_gravity
 from .geometry import cameras as cam
 from .mesh import make_mesh
+from .mesh.fuse_depth import fuse_depth
 from .preprocess import preprocess
 from .results.result import ReconstructionResult
 from .scale import fit_metric
@@ -169,12 +171,17 @@ class Pipeline:
             mesh = make_mesh(surface, planned.sources(), cfg.mesh, mesh_timer)
         timer.timings.update({f"mesh.{k}": v for k, v in mesh_timer.timings.items()})
 
-        # 8. Scale: canonical -> camera frame in metres when a scale source exists
+        # 8. Scale: canonical -> camera frame in metres when a scale source exists; with depth, the measured
+        #    surface then replaces the reconstruction's visible side (metric.fuse_depth)
         stage("scale")
         with timer.stage("scale"):
             scaled = _scale(mesh, polar, inputs, pre, cfg.metric, warnings)
-        if scaled.canonical_to_frame is not None:
-            mesh.apply_transform(scaled.canonical_to_frame)
+            if scaled.canonical_to_frame is not None:
+                mesh.apply_transform(scaled.canonical_to_frame)
+            if scaled.source == "depth" and cfg.metric.fuse_depth:
+                with timer.stage("scale.fuse_depth"):
+                    mesh, fusion = fuse_depth(mesh, inputs.depth, inputs.K, pre.source_mask, cfg.metric)
+                scaled.diagnostics["fuse_depth"] = fusion
 
         # 9. Result
         report("done", PROGRESS["done"])
