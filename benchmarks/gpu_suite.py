@@ -56,6 +56,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "test"))
 
+from one2345_ros.timing import StageTimer  # noqa: E402
+
 SCHEMA_VERSION = 1
 DEFAULT_BUDGET_S = 330.0
 """Full run: 5.5 minutes of sections, inside the 6 minutes a lent H200 gives (imports come first)."""
@@ -67,10 +69,10 @@ PRESET_NAMES = ("faithful", "fast")
 UNET_BATCHES = (4, 16, 32)
 SMALL_STEPS = {"faithful": (2, 2), "fast": (1, 1)}
 """--small step counts (faithful 2 runs 1 DDIM step, as the original)."""
-SECTIONS = ("unet", "plan", "sparseneus", "pipeline", "plan_compiled")
+SECTIONS = ("unet", "plan", "objects", "sparseneus", "pipeline", "plan_compiled")
 ESTIMATE_S = {
-    False: {"unet": 30, "plan": 60, "sparseneus": 20, "pipeline": 40, "plan_compiled": 90},
-    True: {"unet": 1, "plan": 1, "sparseneus": 1, "pipeline": 1, "plan_compiled": 1},
+    False: {"unet": 30, "plan": 60, "objects": 45, "sparseneus": 20, "pipeline": 40, "plan_compiled": 90},
+    True: {"unet": 1, "plan": 1, "objects": 1, "sparseneus": 1, "pipeline": 1, "plan_compiled": 1},
 }
 """Seconds a section needs at least (full size on an H200; --small on a CPU): it starts only then."""
 COMPILE_TIMEOUT_S = 170.0
@@ -443,6 +445,44 @@ def section_plan(suite: Suite) -> dict:
     return {"results": results, "notes": notes}
 
 
+OBJECT_COUNTS = (1, 3)
+"""The objects section plans 3 objects in shared batches, against 3 single plans."""
+
+
+def section_objects(suite: Suite) -> dict:
+    """Several objects of one request: their views in shared denoising calls (views/plan.py) against
+    one plan per object, faithful preset, the first dtype. Ratio < 1 is what sharing buys."""
+    from one2345_ros.views.plan import ViewPlan
+    from one2345_ros.views.zero123.generator import apply_speed_options
+
+    dtype_name = suite.dtypes[0]
+    pipe = zero123_pipe(suite, dtype_name)
+    apply_speed_options(pipe)
+    gen = make_generator(pipe, "faithful", suite.small)
+    n = OBJECT_COUNTS[-1]
+    images = [np.roll(input_image(), 9 * k, axis=1) for k in range(n)]  # different objects, same size
+    run_plan(suite, gen, images[0], "warmup", syncs=False)  # kernels and allocator warm before either is timed
+
+    def plan(objects):
+        suite.sync()
+        t0 = time.perf_counter()
+        planner = ViewPlan(gen, objects, seed=0)
+        planner.first_views()
+        planner.complete([60.0] * len(objects))
+        suite.sync()
+        return time.perf_counter() - t0
+
+    with peak_memory(suite) as shared_mem:
+        shared = plan(images)
+    with peak_memory(suite) as single_mem:
+        single = sum(plan([image]) for image in images)
+    figures = {"shared_s": shared, "single_s": single, "total_s": shared, "ratio_shared_over_single": shared / single,
+               "peak_mem_mb": shared_mem["peak_mem_mb"], "single_peak_mem_mb": single_mem["peak_mem_mb"]}  # fmt: skip
+    info = {"objects": n, "dtype": dtype_name, "preset": "faithful", "views_per_object": 40,
+            "note": f"{n} objects' views in shared batches vs {n} plans one after another"}  # fmt: skip
+    return {"results": [entry(f"objects/{n}_shared_vs_single/{dtype_name}", figures, info)], "notes": []}
+
+
 def section_sparseneus(suite: Suite) -> dict:
     """Full-size SparseNeuS reconstruction of 32 sphere views per available backend."""
     from sparseneus_fixtures import render_sphere_views
@@ -597,26 +637,26 @@ def run_child(suite: Suite, task: str, timeout_s: float) -> list[dict]:
     return data["results"]
 
 
-class SyncTimer:
-    """StageTimer-compatible: ``with timer.stage(name)`` records seconds, synchronising CUDA at the end."""
+class SyncTimer(StageTimer):
+    """A StageTimer that synchronises CUDA before each stage ends, so GPU work is counted where it runs."""
 
     def __init__(self, suite: Suite):
+        super().__init__()
         self.suite = suite
-        self.timings: dict[str, float] = {}
 
     @contextmanager
     def stage(self, name: str):
-        t0 = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.suite.sync()
-            self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - t0
+        with super().stage(name):
+            try:
+                yield
+            finally:
+                self.suite.sync()
 
 
 SECTION_FUNCTIONS = {
     "unet": section_unet,
     "plan": section_plan,
+    "objects": section_objects,
     "sparseneus": section_sparseneus,
     "pipeline": section_pipeline,
     "plan_compiled": section_plan_compiled,

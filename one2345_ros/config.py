@@ -105,17 +105,26 @@ class Zero123Config:
 class ElevationConfig:
     source: Literal["auto", "image", "gravity", "fused"] = "auto"
     """'image', 'gravity', 'fused' or 'auto' (gravity when a gravity pose is given, else image)."""
-    matcher: Literal["sift", "loftr"] = "sift"
-    """'sift' (OpenCV, no weights) or 'loftr' (kornia, needs loftr_weights)."""
+    mode: Literal["default", "faithful"] = "default"
+    """'default' or 'faithful' (One-2-3-45's estimator step for step: its error, integer search, no refinement)."""
+    matcher: Literal["sift", "dense", "sift+dense", "loftr"] = "sift"
+    """'sift' (OpenCV SIFT), 'dense' (OpenCV DIS optical flow), 'sift+dense' (both; none needs weights) or
+    'loftr' (kornia, needs loftr_weights)."""
+    silhouettes: bool = True
+    """Default mode: also fit the silhouettes' epipolar tangency (what carries smooth, low-texture objects)."""
     loftr_weights: str = field(default="", metadata=WEIGHTS)
     polar_min_deg: float = field(default=30.0, metadata=_between(0.0, 180.0))
     polar_max_deg: float = field(default=150.0, metadata=_between(0.0, 180.0))
+    """Coarse candidates: polar_min_deg, + coarse_step_deg, ... below polar_max_deg (the original's 30..140)."""
     coarse_step_deg: float = field(default=10.0, metadata=_at_least(0.1))
     fine_step_deg: float = field(default=1.0, metadata=_at_least(0.01))
+    fine_radius_deg: float = field(default=10.0, metadata=_at_least(0.0))
+    """Fine candidates: the best coarse polar +- this (the original's best-10..best+9: polar 20..149 reachable)."""
     fallback_polar_deg: float = field(default=90.0, metadata=_between(0.0, 180.0))
-    """Polar angle used when the estimate is unreliable (One-2-3-45 uses 90)."""
-    min_confidence: float = field(default=0.3, metadata=_between(0.0, 1.0))
-    """Image estimates below this confidence are replaced by the fallback (reason recorded)."""
+    """Polar angle used when no estimate can be made (One-2-3-45 uses 90); the source is then 'fallback'."""
+    min_confidence: float = field(default=0.0, metadata=_between(0.0, 1.0))
+    """0: an image estimate is always used, whatever its confidence (as the original). Above 0: estimates
+    with a lower confidence are replaced by the fallback (source 'fallback', reason recorded)."""
     sift_contrast_threshold: float = field(default=0.01, metadata=_at_least(0.0))
     """OpenCV SIFT contrastThreshold (OpenCV's default 0.04 finds too few points on 256x256 views)."""
     ratio_test: float = field(default=0.8, metadata=_between(0.0, 1.0))
@@ -129,7 +138,7 @@ class ElevationConfig:
     robust_scale_px: float = field(default=2.0, metadata=_at_least(0.01))
     """Scale of the Cauchy loss on reprojection errors: larger errors count logarithmically."""
     min_tracks: int = field(default=12, metadata=_at_least(1))
-    """Fewer three-view observations than this: no estimate (too few matches)."""
+    """Fewer three-view observations than this and no usable silhouettes: no estimate (the fallback is used)."""
     refine_view_poses: bool = True
     """After the grid search, refine the polar jointly with a small pose error per view (generated views are
     imperfect)."""
@@ -214,7 +223,8 @@ class MetricConfig:
 @dataclass
 class OracleConfig:
     mesh: str = ""
-    """Mesh file (any format trimesh reads, +z up) the synthetic views are rendered from."""
+    """Mesh file (any format trimesh reads, +z up) the synthetic views are rendered from; for several objects
+    a folder holding ``<object_id>.<ext>`` per object."""
     input_c2w: list[float] = field(default_factory=list)
     """16 numbers, row-major: OpenCV c2w of the input camera in the mesh's frame ([] = from TF on the node)."""
     mesh_frame: str = ""
@@ -552,8 +562,8 @@ def validate(cfg: Config, node: bool = False) -> None:
                         f"elevation.polar_max_deg ({cfg.elevation.polar_max_deg})")  # fmt: skip
     if cfg.elevation.matcher == "loftr" and not cfg.elevation.loftr_weights:
         problems.append("elevation.matcher: 'loftr' needs elevation.loftr_weights (indoor_ds_new.ckpt)")
-    if cfg.oracle.mesh and not Path(cfg.oracle.mesh).expanduser().is_file():
-        problems.append(f"oracle.mesh: {cfg.oracle.mesh} is not a file")
+    if cfg.oracle.mesh and not Path(cfg.oracle.mesh).expanduser().exists():
+        problems.append(f"oracle.mesh: {cfg.oracle.mesh} does not exist (a mesh file, or a folder of <object_id>.* meshes)")
     if cfg.oracle.input_c2w and len(cfg.oracle.input_c2w) != 16:
         problems.append(f"oracle.input_c2w: needs 16 numbers (a row-major 4x4 c2w), got {len(cfg.oracle.input_c2w)}")
     if node:

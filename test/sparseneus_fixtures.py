@@ -12,8 +12,8 @@ import numpy as np
 import torch
 
 from one2345_ros.geometry import cameras as cam
-from one2345_ros.types import ViewSet
 from one2345_ros.recon.sparseneus.network import ONE2345_ARCH, SparseNeuSArch
+from one2345_ros.types import ViewSet
 
 TINY_ARCH = SparseNeuSArch(
     feature_channels=(4, 4, 8), compress_channels=4, regnet_widths=(4, 4, 8, 8), sdf_hidden=16, pe_freqs=2
@@ -119,7 +119,7 @@ def plan_views(size: int = 256, elevation_deg: float = 20.0) -> ViewSet:
 def render_sphere_views(size: int = 32, radius: float = 0.3, elevation_deg: float = 20.0) -> ViewSet:
     """The 32 One-2-3-45 stage-2 views (:func:`plan_views`) of a coloured sphere at the origin, on white."""
     views = plan_views(size, elevation_deg)
-    for img, K, T in zip(views.images, views.K, views.c2w):
+    for img, K, T in zip(views.images, views.K, views.c2w, strict=True):
         o, d = cam.pixel_rays(K, T, size, size)
         b = np.einsum("hwi,hwi->hw", o, d)
         disc = b**2 - (np.einsum("hwi,hwi->hw", o, o) - radius**2)
@@ -127,3 +127,61 @@ def render_sphere_views(size: int = 32, radius: float = 0.3, elevation_deg: floa
         t = -b - np.sqrt(np.where(hit, disc, 0.0))
         img[hit] = sphere_color(o[hit] + t[hit, None] * d[hit])
     return views
+
+
+def _softplus(x: np.ndarray, beta: float = 100.0) -> np.ndarray:
+    return np.logaddexp(0.0, beta * x) / beta
+
+
+def fibonacci_directions(n: int) -> np.ndarray:
+    """(n, 3) unit vectors spread evenly over the sphere (Fibonacci lattice)."""
+    i = np.arange(n)
+    z = 1.0 - (2.0 * i + 1.0) / n
+    phi = i * np.pi * (3.0 - np.sqrt(5.0))
+    r = np.sqrt(1.0 - z**2)
+    return np.stack([r * np.cos(phi), r * np.sin(phi), z], axis=1)
+
+
+def sphere_sdf_layer(arch: SparseNeuSArch = ONE2345_ARCH, radius: float = 0.3, latent_weight: float = 0.0,
+                     seed: int = 0) -> tuple[dict[str, torch.Tensor], float]:  # fmt: skip
+    """The SDF MLP's weights (``sdf_layer.*`` keys of ``sdf_network_lod0``, the checkpoint's shapes) set to a
+    sphere: SDF(x) ~ |x| - r + latent_weight * sum(latent), and the zero level set's radius r0 (normalised
+    frame) without the latent.
+
+    The original's geometric init (LatentSDFLayer._geometric_init) gives a sphere only roughly: with
+    sdf_hidden = 128 random directions its zero level set's radius varies by ~7 %. Here lin0's rows are
+    unit directions u_i spread evenly (Fibonacci lattice), lin1 passes them on (identity; softplus(x) ~ x
+    for x >= 0) and lin2's first row averages them: (4 / N) sum_i max(0, u_i . x) = |x| within 0.5 % for
+    N = 128 (the clamped cosine averages 1/4 over the sphere). The two softplus (beta 100) add an almost
+    direction-free ~0.015 at |x| = 0.3, so r0 (found here numerically) is a little below ``radius``.
+    The SDF (lin2's first row) sees the latent only through ``latent_weight`` on every channel; lin2's other
+    rows (the geometry feature, which no mesh depends on) are random.
+    """
+    h, latent, d_in = arch.sdf_hidden, arch.latent_channels, 3 + 6 * arch.pe_freqs
+    u = fibonacci_directions(h)
+    g = torch.Generator().manual_seed(seed)
+    w0 = np.zeros((h, d_in))
+    w0[:, :3] = u
+    w1 = np.zeros((h, h + latent))
+    w1[:, :h] = np.eye(h)
+    w2 = 0.1 * torch.randn(h, h + latent, generator=g, dtype=torch.float64).numpy()
+    w2[0, :h] = 4.0 / h
+    w2[0, h:] = latent_weight
+    b2 = np.zeros(h)
+    b2[0] = -radius
+    state: dict[str, torch.Tensor] = {}
+    for i, (w, b) in enumerate(((w0, np.zeros(h)), (w1, np.zeros(h)), (w2, b2))):
+        state[f"sdf_layer.lin{i}.weight_v"] = torch.tensor(w, dtype=torch.float32)
+        norm = np.linalg.norm(w, axis=1, keepdims=True)
+        state[f"sdf_layer.lin{i}.weight_g"] = torch.tensor(norm, dtype=torch.float32)
+        state[f"sdf_layer.lin{i}.bias"] = torch.tensor(b, dtype=torch.float32)
+
+    def mean_sdf(r: float) -> float:  # over 2000 directions, latent zero
+        x = r * fibonacci_directions(2000)
+        return float((4.0 / h * _softplus(_softplus(x @ u.T)).sum(axis=1)).mean() - radius)
+
+    lo, hi = 0.0, 2.0 * radius
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if mean_sdf(mid) < 0 else (lo, mid)
+    return state, 0.5 * (lo + hi)

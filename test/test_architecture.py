@@ -112,3 +112,14 @@ def test_top_level_is_small_and_folders_follow_the_pipeline():
     folders = sorted(p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file())
     assert folders == ["cli", "elevation", "evaluation", "geometry", "inputs", "mesh", "recon", "results", "ros",
                        "synthetic", "views"]  # fmt: skip
+
+
+def test_the_command_line_starts_without_torch():
+    """Every command's parser is built at start: building them must not import torch or diffusers (seconds),
+    so that a bad flag or value is answered at once."""
+    import subprocess
+    import sys
+
+    code = "import sys, one2345_ros.cli.main as m; m.build_parser(); print(sorted(k for k in ('torch', 'diffusers', 'trimesh', 'cv2') if k in sys.modules))"  # noqa: E501
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60).stdout
+    assert out.strip() == "[]"

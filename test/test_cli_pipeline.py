@@ -97,7 +97,9 @@ def test_demo_meets_hull_acceptance(tmp_path, name, capsys):
     if name == "mug":  # an open cup: the hull fills the cavity, so against the true cup the volume is capped
         assert truth["volume_iou"] < 0.5 < truth["volume_iou_vs_true_hull"]
     assert (tmp_path / "mesh.ply").is_file() and (tmp_path / "mesh.glb").is_file() and (tmp_path / "views.png").is_file()
-    assert len(read_views_folder(tmp_path / "views").names) == 40
+    assert len(read_views_folder(tmp_path / "views", sources_only=False).names) == 40
+    sources = read_views_folder(tmp_path / "views")  # what reconstruct-views rebuilds from: the 32 stage-2 views
+    assert len(sources.names) == 32 and all("_" in n for n in sources.names)
     assert {"image.png", "mask.png", "depth.png", "camera_info.json", "c2w.json", "object.glb"} <= {
         p.name for p in (tmp_path / "inputs").iterdir()}  # fmt: skip
     out = capsys.readouterr().out

@@ -77,15 +77,33 @@ def test_small_suite_zero123_sections(suite_module, tmp_path):
     assert compiled["status"] == "skipped" and "CUDA only" in compiled["notes"][0]
 
 
+def _torchsparse_imports() -> bool:
+    from one2345_ros.recon.sparseneus.torchsparse_backend import BackendUnavailableError, import_torchsparse
+
+    try:
+        import_torchsparse()
+    except BackendUnavailableError:
+        return False
+    return True
+
+
 def test_small_suite_reconstruction_sections(suite_module, tmp_path):
     sections = ["sparseneus", "pipeline"]
-    entries = _check_report(_run(suite_module, tmp_path, "--sections", *sections), sections)
-    assert set(entries) == {"sparseneus/dense", "pipeline/image_to_mesh/fp32/faithful"}
+    report = _run(suite_module, tmp_path, "--sections", *sections)
+    entries = _check_report(report, sections)
+    # the suite measures torchsparse too where it imports (CI builds it), else says why not
+    backends = ["dense", "torchsparse"] if _torchsparse_imports() else ["dense"]
+    assert set(entries) == {f"sparseneus/{b}" for b in backends} | {"pipeline/image_to_mesh/fp32/faithful"}
+    if backends == ["dense"]:
+        assert any("torchsparse not measured" in n for n in report["sections"]["sparseneus"]["notes"])
     sn = entries["sparseneus/dense"]["figures"]
     stages = {f"{s}_s" for s in ("features", "cost_volume", "cnn_3d", "sdf_grid", "marching_cubes", "clean", "colors")}
-    assert stages | {"total_s", "peak_mem_mb", "vertices", "faces", "active_voxels"} == set(sn)
+    for b in backends:
+        sn = entries[f"sparseneus/{b}"]["figures"]
+        assert stages | {"total_s", "peak_mem_mb", "vertices", "faces", "active_voxels"} == set(sn), b
     pipe = entries["pipeline/image_to_mesh/fp32/faithful"]
-    assert {"total_s", "views_stage1_s", "views_stage2_s", "reconstruct_s", "vertices", "peak_mem_mb"} <= set(pipe["figures"])
+    want = {"total_s", "views_stage1_s", "views_stage2_s", "reconstruct_s", "vertices", "peak_mem_mb"}
+    assert want <= set(pipe["figures"])
     assert pipe["info"]["backend"] == "sparseneus"
     assert pipe["info"]["zero123"]["scheduler"] == "ddim_ldm" and pipe["info"]["zero123"]["uint8"] == "truncate"
 
@@ -115,3 +133,13 @@ def test_child_process_failures_and_timeouts_are_errors(suite_module):
         suite_module.run_child(suite, "bogus", timeout_s=60)
     with pytest.raises(TimeoutError, match="did not finish within 0 s"):
         suite_module.run_child(suite, "plan_compiled:fp32", timeout_s=0.2)
+
+
+def test_small_suite_objects_section(suite_module, tmp_path):
+    """Three objects planned in shared batches against three single plans (the ratio is what sharing buys)."""
+    entries = _check_report(_run(suite_module, tmp_path, "--sections", "objects"), ["objects"])
+    (entry,) = entries.values()
+    figures = entry["figures"]
+    assert {"shared_s", "single_s", "ratio_shared_over_single", "peak_mem_mb"} <= set(figures)
+    assert figures["ratio_shared_over_single"] == pytest.approx(figures["shared_s"] / figures["single_s"])
+    assert entry["info"]["objects"] == 3

@@ -2,7 +2,9 @@
 
 In-process: the node with a fake pipeline on a MultiThreadedExecutor, a client node calling
 the service and the action, publishing inputs and reading the latched outputs. Plus parity
-of our conversions with cv_bridge and sensor_msgs_py, and the launch file via launch_testing.
+of our conversions with sensor_msgs_py and (apt ROS only, marker `apt_ros`) cv_bridge, and the
+launch file via launch_testing. test_ros_node_robustness.py covers lifecycle cycles, bad inputs,
+missing optional packages and the node process's exit.
 """
 
 import shutil
@@ -161,14 +163,12 @@ def test_action_feedback_busy_and_cancel(ros):
     assert "preprocess" in feedback
 
 
-def test_conversions_match_cv_bridge_and_sensor_msgs_py():
-    from cv_bridge import CvBridge
-    from sensor_msgs_py import point_cloud2
+@pytest.mark.apt_ros
+def test_conversions_match_cv_bridge():
+    CvBridge = pytest.importorskip("cv_bridge", reason="cv_bridge comes with apt ROS only (not on PyPI)").CvBridge
 
-    from one2345_ros.ros import images, messages
-    from one2345_ros.ros.factory import RclpyFactory
+    from one2345_ros.ros import images
 
-    f = RclpyFactory()
     bridge = CvBridge()
     rgb = np.random.default_rng(1).integers(0, 255, (6, 5, 3), dtype=np.uint8)
     for encoding, pixels in (("rgb8", rgb), ("bgr8", rgb[..., ::-1]), ("rgba8", np.dstack([rgb, rgb[..., :1]]))):
@@ -177,6 +177,15 @@ def test_conversions_match_cv_bridge_and_sensor_msgs_py():
     depth = np.arange(30, dtype=np.uint16).reshape(6, 5)
     msg = bridge.cv2_to_imgmsg(depth, encoding="16UC1")
     np.testing.assert_array_equal(images.image_array(msg), bridge.imgmsg_to_cv2(msg))
+
+
+def test_point_cloud_matches_sensor_msgs_py():
+    from sensor_msgs_py import point_cloud2
+
+    from one2345_ros.ros import messages
+    from one2345_ros.ros.factory import RclpyFactory
+
+    f = RclpyFactory()
     header = messages.make_header(f, 0, "cam")
     points = np.random.default_rng(2).random((10, 3))
     colors = np.random.default_rng(3).integers(0, 255, (10, 4), dtype=np.uint8)

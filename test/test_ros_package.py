@@ -28,6 +28,10 @@ def _deps(pkg):
     return {d.name for group in groups for d in group if d.evaluated_condition is not False}
 
 
+# Functions taking a module name: node.py imports its optional ROS packages through them.
+IMPORT_FUNCTIONS = {"import_module", "_import_optional", "_optional"}
+
+
 def _imported_top_modules(path):
     tree = ast.parse(path.read_text(), str(path))
     names = set()
@@ -36,6 +40,10 @@ def _imported_top_modules(path):
             names |= {a.name.split(".")[0] for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             names.add(node.module.split(".")[0])
+        elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
+            func = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            if func in IMPORT_FUNCTIONS and isinstance(node.args[0].value, str):
+                names.add(node.args[0].value.split(".")[0])
     return names
 
 
@@ -53,7 +61,7 @@ def test_every_ros_import_is_a_dependency():
     for path in ROS_SOURCES:
         imported |= _imported_top_modules(path)
     ros_modules = imported - set(sys.stdlib_module_names) - PIP_MODULES
-    assert "rclpy" in ros_modules and "message_filters" in ros_modules and "tf2_ros" in ros_modules
+    assert {"rclpy", "message_filters", "tf2_ros", "tf2_msgs", "cv_bridge", "moveit_msgs"} <= ros_modules
     assert ros_modules - deps == set()
 
 
@@ -75,8 +83,18 @@ def test_moveit_msgs_is_optional():
 
 def test_cmakelists_layout():
     cmake = (REPO / "CMakeLists.txt").read_text()
-    # rosidl_python#141: the Python package must be installed before interfaces are generated.
-    assert cmake.index("ament_python_install_package(${PROJECT_NAME})") < cmake.index("rosidl_generate_interfaces(")
+    code = "\n".join(line.split("#")[0] for line in cmake.splitlines())  # without comments
+    # rosidl_generator_py installs the Python package of the project's name (the generated
+    # msg/srv/action); a second ament_python_install_package of that name fails on Humble and
+    # Jazzy in either order. Our sources go into the same folder with a plain install(DIRECTORY)
+    # after the interfaces, so our __init__.py replaces the generated one.
+    assert "ament_python_install_package" not in code
+    install_python = re.search(r'install\(DIRECTORY \$\{PROJECT_NAME\}/ DESTINATION "\$\{PYTHON_INSTALL_DIR\}/'
+                               r'\$\{PROJECT_NAME\}"(.*?)\)', code, re.DOTALL)  # fmt: skip
+    assert install_python, "the Python package must be installed with install(DIRECTORY ...)"
+    assert 'PATTERN "__pycache__" EXCLUDE' in install_python.group(1)
+    assert code.index("rosidl_generate_interfaces(") < install_python.start()
+    assert code.index("find_package(ament_cmake_python REQUIRED)") < install_python.start()  # PYTHON_INSTALL_DIR
     for folder, ext in (("msg", "msg"), ("srv", "srv"), ("action", "action")):
         for path in (REPO / folder).glob(f"*.{ext}"):
             assert f'"{folder}/{path.name}"' in cmake

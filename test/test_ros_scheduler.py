@@ -3,6 +3,7 @@
 import json
 import logging
 import threading
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -205,13 +206,27 @@ def test_timeout_cancels_and_reports(make_core):
     assert outcome.status == "timeout" and "timed out after 0.1 s" in outcome.message
 
 
+@contextmanager
+def _logs(core, caplog, level):
+    """caplog for the core's own logger. caplog listens on the root logger, and loggers made
+    after ROS 2 launch is imported (launch_testing's pytest plugin does) do not propagate."""
+    propagate, core.log.propagate = core.log.propagate, False  # one copy of each record either way
+    core.log.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(level):
+            yield
+    finally:
+        core.log.removeHandler(caplog.handler)
+        core.log.propagate = propagate
+
+
 def test_pipeline_errors_become_answers(make_core, caplog):
     core, pipeline = make_core(FakePipeline(error=InputError("mask touches the image border")))
     core.activate()
     outcome = core.run(_request())
     assert outcome.status == "bad_input" and "mask touches the image border" in outcome.message
     pipeline.error = RuntimeError("CUDA out of memory")
-    with caplog.at_level(logging.ERROR):
+    with _logs(core, caplog, logging.ERROR):
         outcome = core.run(_request())
     assert outcome.status == "failed" and "RuntimeError: CUDA out of memory" in outcome.message
     assert "CUDA out of memory" in caplog.text
@@ -225,7 +240,7 @@ def test_bad_and_latest_inputs(make_core, caplog):
     none = core.run(Request("x"))
     assert none.status == "bad_input" and "no synchronised image/mask pair" in none.message
     _, _, img, msk = scene(stamp_ns=1_000_000_000)
-    with caplog.at_level(logging.WARNING):
+    with _logs(core, caplog, logging.WARNING):
         assert not core.on_input(InputMessages(img, image_msg(np.zeros((48, 64), np.uint8), "mono8", 2)))
         assert not core.on_input(InputMessages(object(), msk))  # not even a message: logged, not raised
         yuv = image_msg(np.zeros((48, 64, 3), np.uint8), "rgb8")

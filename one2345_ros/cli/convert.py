@@ -5,12 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-
-from ..views.zero123.convert import pipeline_from_ldm_checkpoint
-from ..views.zero123.loading import from_local_dir
-from ..views.zero123.weights import Zero123WeightsError
-
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """``one2345 convert-zero123 CKPT OUT_DIR``."""
@@ -36,6 +30,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args) -> int:
     """Run the conversion; returns the process exit code (errors propagate as Zero123WeightsError)."""
+    import torch  # heavy: only when this command runs (every command's parser is built at start)
+
+    from ..views.zero123.convert import pipeline_from_ldm_checkpoint
+    from ..views.zero123.loading import from_local_dir
+    from ..views.zero123.weights import Zero123WeightsError
     from ..config import check_weight_path
 
     problem = check_weight_path(args.ckpt)

@@ -14,8 +14,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "views", nargs=4, metavar="V",
         help="the four 256x256 views on white at (d_polar, d_azimuth) = (-10, 0), (+10, 0), (0, -10), (0, +10) deg",
     )  # fmt: skip
-    config_flag(p, "--matcher", "elevation.matcher", choices=["sift", "loftr"], help="feature matcher (default sift)")
+    config_flag(p, "--matcher", "elevation.matcher", choices=["sift", "dense", "sift+dense", "loftr"],
+                help="feature matcher (default sift)")
     config_flag(p, "--loftr-weights", "elevation.loftr_weights", help="LoFTR checkpoint (indoor_ds_new.ckpt)")
+    config_flag(p, "--mode", "elevation.mode", choices=["default", "faithful"],
+                help="default, or the original One-2-3-45 estimator step for step (faithful)")
     config_flag(p, "--source", "elevation.source", choices=["auto", "image", "gravity", "fused"],
                 help="elevation source rule (default auto)")  # fmt: skip
     p.add_argument("--gravity-c2w", help="JSON 4x4 OpenCV c2w of the camera in a gravity-aligned (z up) frame")

@@ -11,9 +11,13 @@ from .common import add_config_args, config_flag, error_message, load_args_confi
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("reconstruct", help="image + mask [+ depth, camera info] -> mesh and result.json")
+    p = subparsers.add_parser("reconstruct", help="image + mask (or labels) [+ depth, camera info] -> mesh(es), result.json")
     p.add_argument("image", help="RGB image (PNG/JPEG)")
-    p.add_argument("--mask", required=True, help="mask image: 0/255 (or 0/1) mono, object = non-zero")
+    objects = p.add_mutually_exclusive_group(required=True)
+    objects.add_argument("--mask", help="mask image: 0/255 (or 0/1) mono, object = non-zero")
+    objects.add_argument("--labels", help="label image, one id per object, 0 = background (8/16-bit PNG or .npy): "
+                         "every object is reconstructed, their views generated together")  # fmt: skip
+    p.add_argument("--label-ids", type=int, nargs="+", help="with --labels: only these ids")
     p.add_argument("--out", required=True, help="output folder (new, empty, or an earlier result folder)")
     p.add_argument("--depth", help="16-bit PNG in millimetres or .npy float32 in metres")
     config_flag(p, "--depth-scale", "inputs.depth_scale", type=float, help="divisor to metres (overrides mm / m)")
@@ -54,26 +58,39 @@ def views_overrides(views: str | None, oracle_c2w: str | None) -> dict:
     raise InputError(f"--views must be 'zero123' or 'oracle:MESH', got {views!r}")
 
 
-def prepare_from_files(args, cfg: C.Config):
-    """Image, mask, depth and camera info files -> ReconstructionInputs through the one policy."""
+def _scene_files(args) -> dict:
+    """prepare_scene's keywords from the depth, camera info and gravity files."""
     from ..inputs.calibration import read_camera_info
-    from ..inputs.files import read_depth, read_mask, read_matrix, read_rgb
-    from ..inputs.prepare import prepare_inputs
+    from ..inputs.files import read_depth, read_matrix
 
-    image = read_rgb(args.image)
-    mask = read_mask(args.mask)
     depth, encoding = read_depth(args.depth) if args.depth else (None, None)
     calibration = read_camera_info(args.camera_info) if args.camera_info else None
     gravity = read_matrix(args.gravity_c2w, (4, 4), "--gravity-c2w", key="c2w") if args.gravity_c2w else None
-    return prepare_inputs(image, mask, cfg.inputs, depth=depth, depth_encoding=encoding, calibration=calibration,
-                          frame_id=args.frame_id, gravity_c2w=gravity)  # fmt: skip
+    return {"depth": depth, "depth_encoding": encoding, "calibration": calibration, "frame_id": args.frame_id,
+            "gravity_c2w": gravity}  # fmt: skip
+
+
+def prepare_from_files(args, cfg: C.Config):
+    """Image, mask, depth and camera info files -> ReconstructionInputs through the one policy."""
+    from ..inputs.files import read_mask, read_rgb
+    from ..inputs.prepare import prepare_inputs
+
+    return prepare_inputs(read_rgb(args.image), read_mask(args.mask), cfg.inputs, **_scene_files(args))
+
+
+def prepare_labels_from_files(args, cfg: C.Config):
+    """Image, label image, depth and camera info files -> (prepared objects, {object id: why refused})."""
+    from ..inputs.files import read_labels, read_rgb
+    from ..inputs.prepare import object_id_for_label, prepare_objects, split_labels
+
+    masks = {object_id_for_label(k): m for k, m in split_labels(read_labels(args.labels), args.label_ids).items()}
+    return prepare_objects(read_rgb(args.image), masks, cfg.inputs, **_scene_files(args))
 
 
 def run(args) -> int:
-    from ..pipeline import Pipeline
     from ..results.files import check_output_dir, write_failure, write_result
     from ..results.result import failed_result
-    from .progress import StageBar, print_timings
+    from .progress import print_timings
 
     out = Path(args.out)
     cfg = None
@@ -82,14 +99,10 @@ def run(args) -> int:
         check_output_dir(out)
         cfg = load_args_config(args, views_overrides(args.views, args.oracle_c2w))
         C.require_models(cfg)
+        if args.labels:
+            return _run_objects(args, cfg, out)
         inputs = prepare_from_files(args, cfg)
-        pipeline = Pipeline(cfg)
-        pipeline.load()
-        bar = StageBar(not args.quiet)
-        try:
-            result = pipeline.reconstruct(inputs, progress=bar)
-        finally:
-            bar.close()
+        (result,) = _with_progress(cfg, args.quiet, lambda pipeline, bar: [pipeline.reconstruct(inputs, progress=bar)])
     except Exception as exc:
         write_failure(out, failed_result(error_message(exc), config=C.to_dict(cfg) if cfg else {}))
         raise
@@ -102,4 +115,48 @@ def run(args) -> int:
     for warning in result.warnings:
         print(f"warning: {warning}")
     print_timings(result.timings)
+    return 0
+
+
+def _with_progress(cfg: C.Config, quiet: bool, run):
+    """``run(pipeline, progress bar)`` with the configured models loaded and a progress bar shown."""
+    from ..pipeline import Pipeline
+    from .progress import StageBar
+
+    pipeline = Pipeline(cfg)
+    pipeline.load()
+    bar = StageBar(not quiet)
+    try:
+        return run(pipeline, bar)
+    finally:
+        bar.close()
+
+
+def _run_objects(args, cfg: C.Config, out: Path) -> int:
+    """``--labels``: every object of the label image, their views generated together; one folder each."""
+    from ..results.files import write_objects
+    from .progress import print_timings
+
+    prepared, refused = prepare_labels_from_files(args, cfg)
+    results = []
+    if prepared:
+        results = _with_progress(cfg, args.quiet, lambda pipeline, bar: pipeline.reconstruct_objects(prepared, bar))
+    path = write_objects(out, results, refused, cfg.mesh)
+    for result in results:
+        if result.ok:
+            size = " x ".join(f"{e:.3f}" for e in result.object_extents)
+            print(f"{result.object_id}: elevation {result.elevation_deg:.1f} deg ({result.elevation_source}), "
+                  f"{len(result.mesh.faces)} faces, box {size} {result.units} in '{result.frame_id}'")  # fmt: skip
+            for warning in result.warnings:
+                print(f"  warning: {warning}")
+        else:
+            print(f"{result.object_id}: failed: {result.error}")
+    for object_id, reason in refused.items():
+        print(f"{object_id}: refused: {reason}")
+    ok = [r for r in results if r.ok]
+    if ok:
+        print_timings(ok[0].timings)
+    print(f"{len(ok)} of {len(results) + len(refused)} objects -> {path.parent}")
+    if not ok:
+        raise InputError(f"no object could be reconstructed ({len(refused) + len(results)} tried); see {path}")
     return 0

@@ -18,6 +18,7 @@ from ..geometry import cameras as cam
 CAP_ERROR_PX = 50.0
 """Reprojection error assigned to points triangulated behind a camera."""
 
+
 @dataclass
 class Observations:
     """Three-view observations for leave-one-out reprojection.
@@ -89,7 +90,7 @@ def reprojection_residuals(obs: Observations, c2w: np.ndarray, focal_px: float) 
     A = np.stack(rows, axis=-2)  # [T, M, 4, 4]
     A3, a4 = A[..., :3], A[..., 3:]
     X = _solve_sym3(np.swapaxes(A3, -1, -2) @ A3, -(np.swapaxes(A3, -1, -2) @ a4)[..., 0])  # [T, M, 3]
-    X1 = np.concatenate([X, np.ones(X.shape[:-1] + (1,))], axis=-1)[..., None]
+    X1 = np.concatenate([X, np.ones((*X.shape[:-1], 1))], axis=-1)[..., None]
     depth = np.stack([(P[k][..., 2:3, :] @ X1)[..., 0, 0] for k in range(3)], axis=-1)
     proj = (P[2] @ X1)[..., 0]
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -140,6 +141,53 @@ def parabola_vertex(x: np.ndarray, y: np.ndarray, i: int) -> float:
     return float(x[i] + np.clip(0.5 * (y0 - y2) / denom, -0.5, 0.5) * step)
 
 
+POLAR_LIMITS_DEG = (15.0, 165.0)
+"""Hard limits of the default mode's fine search (beyond the original's 20..149): the
++-10 deg views stay 5 deg off the poles."""
+
+
+def coarse_polars(cfg) -> np.ndarray:
+    """The original's coarse candidates ``np.arange(polar_min, polar_max, coarse_step)``: 30..140."""
+    step = float(cfg.coarse_step_deg)
+    n = int(np.ceil((cfg.polar_max_deg - cfg.polar_min_deg) / step - 1e-9))
+    return cfg.polar_min_deg + step * np.arange(max(n, 1))
+
+
+def search_polar(cost_fn, cfg):
+    """Coarse-to-fine search of ``cost_fn(polars [T]) -> costs [T]`` (lower is better).
+
+    Coarse: :func:`coarse_polars` (30..140 in steps of 10). Fine: the best coarse
+    polar +- ``fine_radius_deg`` in ``fine_step_deg`` steps, unclipped like the
+    original's (so polar 20..150 is reachable), extended step by step while the
+    minimum sits on its end (within :data:`POLAR_LIMITS_DEG`), so that the parabola
+    through the minimum and its neighbours gives a sub-step answer.
+
+    Returns (polar, curve polars, curve costs, coarse costs); the curve holds every
+    candidate evaluated, sorted by polar.
+    """
+    coarse = coarse_polars(cfg)
+    coarse_cost = np.asarray(cost_fn(coarse), dtype=np.float64)
+    best = float(coarse[int(np.argmin(coarse_cost))])
+    step, radius = float(cfg.fine_step_deg), float(cfg.fine_radius_deg)
+    lo_lim, hi_lim = POLAR_LIMITS_DEG
+    fine = best + step * np.arange(-round(radius / step), round(radius / step) + 1)
+    fine = fine[(fine >= lo_lim - 1e-9) & (fine <= hi_lim + 1e-9)]
+    fine_cost = np.asarray(cost_fn(fine), dtype=np.float64)
+    while True:
+        i = int(np.argmin(fine_cost))
+        if i == 0 and fine[0] - step >= lo_lim - 1e-9:
+            fine, fine_cost = np.r_[fine[0] - step, fine], np.r_[cost_fn(np.array([fine[0] - step])), fine_cost]
+        elif i == len(fine) - 1 and fine[-1] + step <= hi_lim + 1e-9:
+            fine, fine_cost = np.r_[fine, fine[-1] + step], np.r_[fine_cost, cost_fn(np.array([fine[-1] + step]))]
+        else:
+            break
+    polar = parabola_vertex(fine, fine_cost, int(np.argmin(fine_cost)))
+    polars = np.concatenate([coarse, fine])
+    costs = np.concatenate([coarse_cost, fine_cost])
+    polars, first = np.unique(np.round(polars, 9), return_index=True)
+    return polar, polars, costs[first], coarse_cost
+
+
 def refine_with_view_poses(
     obs: Observations,
     polar0_deg: float,
@@ -147,6 +195,8 @@ def refine_with_view_poses(
     sigma_deg: float,
     scale_px: float,
     bounds_deg: tuple[float, float],
+    contours=None,
+    silhouette_weight: float = 0.0,
 ) -> tuple[float, np.ndarray]:
     """Joint refinement of the input polar and a small pose error of every view.
 
@@ -157,22 +207,36 @@ def refine_with_view_poses(
     prior of ``sigma_deg``, and the polar is re-estimated with them by robust
     least squares (Cauchy, ``scale_px``), starting from the grid search's answer.
     A common polar shift of all views is the polar itself; the prior keeps the
-    corrections' mean near zero, so the polar takes it.
+    corrections' mean near zero, so the polar takes it. With ``contours`` the
+    silhouette tangency residuals (:mod:`.silhouette`) join the point residuals,
+    each weighted like ``silhouette_weight`` point observations.
 
     Returns the refined polar and the corrections [4, 2] (degrees).
     """
     from scipy.optimize import least_squares
 
+    from .silhouette import tangency_residuals
+
     offsets = np.asarray(cam.ELEVATION_VIEW_OFFSETS, dtype=np.float64)
-    sqrt_w = np.sqrt(np.repeat(obs.weight / obs.weight.mean(), 2))
+    n_obs = len(obs)
+    mean_w = obs.weight.mean() if n_obs else 1.0
+    sqrt_w = np.sqrt(np.repeat(obs.weight / mean_w, 2))
+    sqrt_sil = np.sqrt(silhouette_weight) if contours is not None else 0.0
 
     def residuals(p: np.ndarray) -> np.ndarray:
         d = p[1:].reshape(4, 2)
         c2w = cam.spherical_to_c2w(p[0] + offsets[:, 0] + d[:, 0], offsets[:, 1] + d[:, 1])[None]
-        r, bad = reprojection_residuals(obs, c2w, focal_px)
-        r = np.where(bad[..., None], CAP_ERROR_PX, np.clip(np.nan_to_num(r), -CAP_ERROR_PX, CAP_ERROR_PX))
+        parts = []
+        if n_obs:
+            r, bad = reprojection_residuals(obs, c2w, focal_px)
+            r = np.where(bad[..., None], CAP_ERROR_PX, np.clip(np.nan_to_num(r), -CAP_ERROR_PX, CAP_ERROR_PX))
+            parts.append(r.ravel() * sqrt_w)
+        if contours is not None:
+            r_sil = tangency_residuals(contours, c2w, focal_px)[0]
+            parts.append(np.clip(r_sil, -CAP_ERROR_PX, CAP_ERROR_PX) * sqrt_sil)
         # prior residuals in the same units as the data: one pixel-scale per sigma
-        return np.concatenate([r.ravel() * sqrt_w, scale_px * p[1:] / sigma_deg])
+        parts.append(scale_px * p[1:] / sigma_deg)
+        return np.concatenate(parts)
 
     lo, hi = bounds_deg
     p0 = np.zeros(9)

@@ -1,9 +1,11 @@
 """Feature matches between the four elevation views, restricted to the object.
 
-Two matchers:
+Matchers (``ElevationConfig.matcher``; 'sift+dense' runs two):
 
 * ``sift`` (default, no weights): OpenCV SIFT with RootSIFT descriptors, Lowe's
   ratio test and a mutual nearest-neighbour check.
+* ``dense`` (no weights): OpenCV DIS optical flow on a grid, forward-backward
+  checked (:mod:`.dense`).
 * ``loftr``: kornia's LoFTR loaded from a local weight file (the original uses
   LoFTR with the ScanNet "indoor_ds_new" weights; kornia's ``indoor_new`` is that
   checkpoint). Like the original: grey images resized to 480x480, coordinates
@@ -21,14 +23,15 @@ because points on the silhouette are occluding contours, not fixed surface point
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import cv2
 import numpy as np
 
 from ..config import ElevationConfig
 from ..types import foreground_from_white
+from .pairs import PairMatches
 
 LOFTR_SIZE = 480
 """Side the original resizes both images to before LoFTR (elev_est_api.py)."""
@@ -53,29 +56,6 @@ MAX_KEYPOINT_FRACTION = 0.2
 MIN_MATCHES_FOR_RANSAC = 12
 """Below this many matches a fundamental-matrix RANSAC is unreliable; keep them all
 (the robust loss of the pose search still down-weights outliers)."""
-
-
-@dataclass
-class PairMatches:
-    """Matches between views ``i`` and ``j`` (i < j).
-
-    pts_i, pts_j: float64 [M, 2] pixel coordinates (u, v) in the views (pixel
-    centres at integers). weight: float64 [M] in (0, 1], the match quality
-    (SIFT: 1 - Lowe ratio; LoFTR: its confidence).
-    """
-
-    i: int
-    j: int
-    pts_i: np.ndarray
-    pts_j: np.ndarray
-    weight: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.weight)
-
-    def oriented(self, a: int) -> tuple[np.ndarray, np.ndarray]:
-        """(points in view ``a``, points in the other view)."""
-        return (self.pts_i, self.pts_j) if a == self.i else (self.pts_j, self.pts_i)
 
 
 def object_masks(views: np.ndarray, margin_px: int) -> np.ndarray:
@@ -127,6 +107,8 @@ def _root_sift(desc: np.ndarray | None) -> np.ndarray:
 
 class SiftMatcher:
     name = "sift"
+    track_radius_px = None
+    """Three-view observations join matches within ``ElevationConfig.track_radius_px``."""
 
     def __init__(self, cfg: ElevationConfig):
         self.cfg = cfg
@@ -139,7 +121,7 @@ class SiftMatcher:
 
     def features(self, views: np.ndarray, masks: np.ndarray):
         out = []
-        for rgb, mask in zip(views, masks):
+        for rgb, mask in zip(views, masks, strict=True):
             if not mask.any():
                 out.append((np.zeros((0, 2)), _root_sift(None)))
                 continue
@@ -235,7 +217,8 @@ def load_loftr(weights: str):
 
 class LoftrMatcher:
     name = "loftr"
-    _cache: dict[str, object] = {}
+    track_radius_px = None
+    _cache: ClassVar[dict[str, object]] = {}
 
     def __init__(self, cfg: ElevationConfig):
         self.cfg = cfg
@@ -272,23 +255,46 @@ class LoftrMatcher:
         return pairs
 
 
+MATCHERS = ("sift+dense", "sift", "dense", "loftr")
+
+
+def make_matchers(cfg: ElevationConfig) -> list:
+    """The matchers ``cfg.matcher`` names ('sift+dense' is two); unknown names raise ValueError."""
+    if cfg.matcher not in MATCHERS:
+        raise ValueError(f"elevation.matcher must be one of {', '.join(MATCHERS)}, got {cfg.matcher!r}")
+    out = []
+    for name in cfg.matcher.split("+"):
+        if name == "sift":
+            out.append(SiftMatcher(cfg))
+        elif name == "dense":
+            from .dense import DenseFlowMatcher
+
+            out.append(DenseFlowMatcher(cfg))
+        else:
+            out.append(LoftrMatcher(cfg))
+    return out
+
+
 def make_matcher(cfg: ElevationConfig):
-    if cfg.matcher == "sift":
-        return SiftMatcher(cfg)
-    if cfg.matcher == "loftr":
-        return LoftrMatcher(cfg)
-    raise ValueError(f"elevation.matcher must be 'sift' or 'loftr', got {cfg.matcher!r}")
+    """The single matcher ``cfg.matcher`` names (ValueError for a combination or an unknown name)."""
+    matchers = make_matchers(cfg)
+    if len(matchers) != 1:
+        raise ValueError(f"elevation.matcher {cfg.matcher!r} is a combination; use make_matchers")
+    return matchers[0]
 
 
-def match_views(views: np.ndarray, cfg: ElevationConfig, matcher=None) -> dict[tuple[int, int], PairMatches]:
+def match_views(
+    views: np.ndarray, cfg: ElevationConfig, matcher=None, masks: np.ndarray | None = None
+) -> dict[tuple[int, int], PairMatches]:
     """All six pairs of the four views, on the object only, outliers removed.
 
     The original (elev_est_api.py) tests image 0's points with
     ``mask0[mkpts0[:, 1], mkpts1[:, 0]]``, i.e. with image 1's x coordinate: a bug
     that lets background matches through and drops good ones. Here each point is
-    tested in its own view's mask.
+    tested in its own view's mask. ``masks``: :func:`object_masks` when already computed.
     """
-    masks = object_masks(views, cfg.mask_margin_px)
+    if masks is None:
+        masks = object_masks(views, cfg.mask_margin_px)
     matcher = matcher or make_matcher(cfg)
     pairs = matcher.match(views, masks)
     out = {}

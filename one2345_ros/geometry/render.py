@@ -172,18 +172,12 @@ class Renderer:
     """
 
     def __init__(self, mesh: trimesh.Trimesh, shading: Shading | None = Shading(), crease_angle_deg: float = 30.0):
-        if not isinstance(mesh, trimesh.Trimesh):
-            raise TypeError(
-                f"Renderer needs a trimesh.Trimesh, got {type(mesh).__name__} (use trimesh.load(..., force='mesh'))"
-            )
-        if len(mesh.faces) == 0:
-            raise ValueError("Renderer: the mesh has no faces")
+        self._caster = RayCaster(mesh)  # first: it checks the mesh
         self.mesh = mesh
         self.shading = shading
         self._face_normals = np.asarray(mesh.face_normals, dtype=np.float64)
         self._corner_normals = corner_normals(mesh, crease_angle_deg)
         self._albedo = AlbedoSampler(mesh)
-        self._caster = RayCaster(mesh)
         if shading is not None:
             light = np.asarray(shading.light_dir, dtype=np.float64)
             self._light = light / np.linalg.norm(light)

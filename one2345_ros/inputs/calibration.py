@@ -88,20 +88,29 @@ def read_camera_info(path: str | Path) -> Calibration:
     return make_calibration(K, D, model, width, height, str(path))
 
 
+def undistortion_maps(calib: Calibration, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """cv2.remap maps (x, y), float32 (H, W) each, that undo ``calib``'s distortion keeping K."""
+    import cv2
+
+    return cv2.initUndistortRectifyMap(calib.K, calib.D, None, calib.K, (width, height), cv2.CV_32FC1)
+
+
+def remap(array: np.ndarray, maps, kind: str) -> np.ndarray:
+    """One image through undistortion ``maps``: 'color' bilinear on white, 'mask' (uint8) nearest on 0,
+    'depth' nearest on NaN, so that labels and depth edges are not blended."""
+    import cv2
+
+    interpolation, border = {"color": (cv2.INTER_LINEAR, (255, 255, 255)), "mask": (cv2.INTER_NEAREST, 0),
+                             "depth": (cv2.INTER_NEAREST, np.nan)}[kind]  # fmt: skip
+    return cv2.remap(array, maps[0], maps[1], interpolation, borderMode=cv2.BORDER_CONSTANT, borderValue=border)
+
+
 def undistort(calib: Calibration, image: np.ndarray, mask: np.ndarray, depth: np.ndarray | None):
     """Undo lens distortion keeping K (DESIGN: distortion is undone before preprocessing).
 
-    image uint8 (H, W, 3), mask uint8 (H, W), depth float32 (H, W) or None. Colour is
-    interpolated bilinearly; mask and depth by nearest neighbour so that labels and depth
-    edges are not blended. Pixels the undistorted image does not cover become white,
-    background and NaN.
+    image uint8 (H, W, 3), mask uint8 (H, W), depth float32 (H, W) or None. Pixels the
+    undistorted image does not cover become white, background and NaN.
     """
-    import cv2
-
     h, w = mask.shape
-    map_x, map_y = cv2.initUndistortRectifyMap(calib.K, calib.D, None, calib.K, (w, h), cv2.CV_32FC1)
-    image = cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=(255, 255, 255))
-    mask = cv2.remap(mask, map_x, map_y, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    if depth is not None:
-        depth = cv2.remap(depth, map_x, map_y, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=np.nan)
-    return image, mask, depth
+    maps = undistortion_maps(calib, w, h)
+    return remap(image, maps, "color"), remap(mask, maps, "mask"), None if depth is None else remap(depth, maps, "depth")

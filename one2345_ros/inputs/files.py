@@ -49,10 +49,7 @@ def read_depth(path: str | os.PathLike) -> tuple[np.ndarray, str]:
     if not p.is_file():
         raise InputError(f"depth file not found: {p}")
     if p.suffix.lower() == ".npy":
-        try:
-            depth = np.load(p, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise InputError(f"{p}: not a readable .npy array ({exc})") from exc
+        depth = _load_npy(p)
         if depth.dtype != np.float32 or depth.ndim != 2:
             raise InputError(f"{p}: .npy depth must be float32 [H, W] in metres, got {depth.dtype} {depth.shape}")
         return depth, "32FC1"
@@ -83,3 +80,31 @@ def read_matrix(path: str | os.PathLike, shape: tuple[int, int], what: str, key:
         hint = f' (or {{"{key}": ...}})' if key else ""
         raise InputError(f"{what} file {p}: need a finite {shape[0]}x{shape[1]} JSON matrix{hint}, got shape {matrix.shape}")
     return matrix
+
+
+def read_labels(path: str | os.PathLike) -> np.ndarray:
+    """A label image as stored: an 8- or 16-bit PNG (mono8 / 16UC1) or an integer ``.npy`` (32SC1); 0 = background."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"label image not found: {p}")
+    if p.suffix.lower() == ".npy":
+        labels = _load_npy(p)
+    else:
+        try:
+            with Image.open(p) as im:
+                if im.mode not in ("L", "I;16", "I;16B", "I", "P"):
+                    raise InputError(f"{p}: a label image must be single-channel 8 or 16 bit, got PIL mode {im.mode}")
+                labels = np.asarray(im).copy()
+        except OSError as exc:
+            raise InputError(f"cannot read label image {p}: {exc}") from exc
+    if labels.ndim != 2 or labels.dtype.kind not in "iu":
+        raise InputError(f"{p}: labels must be an integer [H, W] image, got {labels.dtype} {labels.shape}")
+    return labels
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    """A ``.npy`` array, never unpickling objects."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: not a readable .npy array ({exc})") from exc

@@ -19,13 +19,14 @@ refused, converted and warned about in exactly one way:
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from ..config import InputConfig
 from ..types import MASK_BINARY_TOLERANCE, InputError, ReconstructionInputs
-from .calibration import Calibration, undistort
+from .calibration import Calibration, remap, undistortion_maps
 
 DEPTH_ENCODINGS = {"16UC1": 1000.0, "mono16": 1000.0, "32FC1": 1.0}
 """Depth encodings and their default divisor to metres (REP-118: 16UC1 millimetres, 32FC1 metres)."""
@@ -152,9 +153,22 @@ def sanity_warnings(mask: np.ndarray, keep_largest: bool) -> tuple[np.ndarray, l
     return mask, warnings
 
 
-def prepare_inputs(
+@dataclass
+class Scene:
+    """What every object of one image shares, checked and converted once: the image (distortion
+    undone), depth in metres (NaN = no reading), K, the undistortion maps for the masks."""
+
+    image: np.ndarray
+    depth: np.ndarray | None
+    K: np.ndarray | None
+    maps: tuple[np.ndarray, np.ndarray] | None
+    frame_id: str
+    stamp_ns: int
+    gravity_c2w: np.ndarray | None
+
+
+def prepare_scene(
     image: np.ndarray,
-    mask: np.ndarray,
     cfg: InputConfig | None = None,
     *,
     depth: np.ndarray | None = None,
@@ -162,40 +176,44 @@ def prepare_inputs(
     calibration: Calibration | None = None,
     frame_id: str = "",
     stamp_ns: int = 0,
-    object_id: str = "",
     gravity_c2w: np.ndarray | None = None,
-) -> ReconstructionInputs:
-    """Check and convert one request's arrays (see the module docstring); raises InputError.
-
-    Args:
-        image: uint8 (H, W, 3) RGB. mask: (H, W) bool, uint8, float or single-id integer.
-        depth: (H, W) raw depth in ``depth_encoding`` (see :func:`depth_to_metres`).
-        calibration: the image's intrinsics and distortion (None: no metric output).
-        gravity_c2w: (4, 4) OpenCV c2w of the camera in a z-up frame (TF), optional.
-    """
+) -> Scene:
+    """The request's image, depth, calibration and gravity pose; raises InputError naming the fault."""
     cfg = cfg or InputConfig()
     image = check_image(image)
     size = f"{image.shape[1]}x{image.shape[0]}"
-    obj, warnings = binarize_mask(mask, cfg.mask_threshold)
-    if obj.shape != image.shape[:2]:
-        raise InputError(f"mask is {obj.shape[1]}x{obj.shape[0]} but the image is {size}")
     metres = None
     if depth is not None:
         metres = depth_to_metres(depth, depth_encoding, cfg.depth_scale)
         if metres.shape != image.shape[:2]:
             raise InputError(f"depth is {metres.shape[1]}x{metres.shape[0]} but the image is {size}")
-    K = None
+    K, maps = None, None
     if calibration is not None:
         if (calibration.width, calibration.height) not in ((0, 0), (image.shape[1], image.shape[0])):
             raise InputError(f"camera info is for {calibration.width}x{calibration.height} but the image is {size}")
         K = calibration.K
         if calibration.distorted:
-            image, mask_u8, metres = undistort(calibration, image, obj.astype(np.uint8) * 255, metres)
-            obj = mask_u8 > 127
+            maps = undistortion_maps(calibration, image.shape[1], image.shape[0])
+            image = remap(image, maps, "color")
+            metres = None if metres is None else remap(metres, maps, "depth")
     if gravity_c2w is not None:
         gravity_c2w = np.asarray(gravity_c2w, dtype=np.float64)
         if gravity_c2w.shape != (4, 4) or not np.all(np.isfinite(gravity_c2w)):
             raise InputError(f"gravity pose must be a finite 4x4 matrix, got shape {gravity_c2w.shape}")
+    return Scene(np.ascontiguousarray(image), metres, K, maps, frame_id, int(stamp_ns), gravity_c2w)
+
+
+def prepare_object(scene: Scene, mask: np.ndarray, cfg: InputConfig | None = None, object_id: str = "") -> ReconstructionInputs:
+    """One object's mask within ``scene``; raises InputError naming the fault (an empty or tiny mask,
+    a size mismatch, no depth on the object)."""
+    cfg = cfg or InputConfig()
+    object_id = object_id_or_default(object_id)
+    obj, warnings = binarize_mask(mask, cfg.mask_threshold)
+    if obj.shape != scene.image.shape[:2]:
+        raise InputError(f"mask is {obj.shape[1]}x{obj.shape[0]} but the image is "
+                         f"{scene.image.shape[1]}x{scene.image.shape[0]}")  # fmt: skip
+    if scene.maps is not None:
+        obj = remap(obj.astype(np.uint8) * 255, scene.maps, "mask") > 127
     count = int(np.count_nonzero(obj))
     if count == 0:
         raise InputError("mask is empty: no object pixels")
@@ -204,19 +222,72 @@ def prepare_inputs(
                          f"{cfg.min_mask_pixels} (empty or wrong mask?)")  # fmt: skip
     obj, sanity = sanity_warnings(obj, cfg.keep_largest_component)
     warnings += sanity
-    if metres is not None:
-        readings = int(np.count_nonzero(obj & np.isfinite(metres)))
+    if scene.depth is not None:
+        readings = int(np.count_nonzero(obj & np.isfinite(scene.depth)))
         if readings < MIN_DEPTH_PIXELS:
             raise InputError(f"depth: only {readings} object pixels have a valid reading (need {MIN_DEPTH_PIXELS}); "
                              "check the depth image, its encoding and inputs.depth_scale")  # fmt: skip
-    return ReconstructionInputs(
-        image=np.ascontiguousarray(image),
-        mask=obj,
-        depth=metres,
-        K=K,
-        frame_id=frame_id,
-        stamp_ns=int(stamp_ns),
-        object_id=object_id_or_default(object_id),
-        gravity_c2w=gravity_c2w,
-        warnings=warnings,
-    )
+    return ReconstructionInputs(image=scene.image, mask=obj, depth=scene.depth, K=scene.K, frame_id=scene.frame_id,
+                                stamp_ns=scene.stamp_ns, object_id=object_id, gravity_c2w=scene.gravity_c2w,
+                                warnings=warnings)  # fmt: skip
+
+
+def prepare_inputs(image: np.ndarray, mask: np.ndarray, cfg: InputConfig | None = None, *, object_id: str = "",
+                   **scene) -> ReconstructionInputs:  # fmt: skip
+    """Check and convert one request's arrays (see the module docstring); raises InputError.
+
+    Args:
+        image: uint8 (H, W, 3) RGB. mask: (H, W) bool, uint8, float or single-id integer.
+        scene: :func:`prepare_scene`'s keywords: depth (raw, in depth_encoding, see
+            :func:`depth_to_metres`), calibration (None: no metric output), frame_id, stamp_ns,
+            gravity_c2w ((4, 4) OpenCV c2w of the camera in a z-up frame).
+    """
+    return prepare_object(prepare_scene(image, cfg, **scene), mask, cfg, object_id)
+
+
+LABEL_DTYPES = ("uint8", "uint16", "int32", "uint32", "int64")
+"""Label images: one integer id per object, 0 = background (mono8, 16UC1, 32SC1)."""
+
+
+def split_labels(labels: np.ndarray, ids: list[int] | None = None) -> dict[int, np.ndarray]:
+    """Instance ids of a label image -> one bool (H, W) mask each (0 is background), ids ascending.
+
+    ``ids``: only these (an id that is absent gives an empty mask, refused later by name).
+    """
+    labels = np.asarray(labels)
+    if labels.ndim == 3 and labels.shape[2] == 1:
+        labels = labels[..., 0]
+    if labels.ndim != 2 or labels.dtype.name not in LABEL_DTYPES:
+        raise InputError(f"labels must be an integer image [H, W] ({', '.join(LABEL_DTYPES)}; 0 = background), "
+                         f"got {labels.dtype} {labels.shape}")  # fmt: skip
+    if labels.dtype.kind == "i" and labels.min() < 0:
+        raise InputError(f"labels must not be negative (found {int(labels.min())}); 0 is the background")
+    present = [int(i) for i in np.unique(labels) if i != 0]
+    wanted = present if ids is None else [int(i) for i in ids]
+    return {i: labels == i for i in wanted}
+
+
+def object_id_for_label(label: int, prefix: str = "object_") -> str:
+    """The object id of instance ``label`` of a label image (it names files and the TF frame)."""
+    return f"{prefix}{int(label)}"
+
+
+def prepare_objects(
+    image: np.ndarray, masks: dict[str, np.ndarray], cfg: InputConfig | None = None, **scene
+) -> tuple[list[ReconstructionInputs], dict[str, str]]:
+    """Several objects of one image (``masks``: object id -> mask, e.g. from :func:`split_labels`).
+
+    The image, depth and calibration are checked once (a fault there refuses the whole request);
+    each mask on its own, so an object that cannot be used (empty, too small, no depth on it) is
+    reported by id with its reason while the others come back. Returns (prepared, {id: reason}).
+    """
+    if not masks:
+        raise InputError("no objects: the label image holds only background (0), or no mask was given")
+    shared = prepare_scene(image, cfg, **scene)
+    prepared, refused = [], {}
+    for object_id, mask in masks.items():
+        try:
+            prepared.append(prepare_object(shared, mask, cfg, object_id))
+        except InputError as exc:
+            refused[object_id] = str(exc)
+    return prepared, refused

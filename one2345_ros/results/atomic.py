@@ -74,8 +74,12 @@ def _json_default(o):
 
 def write_image_atomic(path: str | os.PathLike, image: np.ndarray) -> None:
     """Write a uint8 [H, W] / [H, W, 3|4] or uint16 [H, W] image (PNG/JPEG by suffix)."""
+    fmt = _pil_format(path)
+    # PNG level 1: the 40 views and a 2000x1700 contact sheet per result; level 6 costs ~30 % more time for
+    # ~20 % smaller files (measured on a demo sheet).
+    options = {"compress_level": 1} if fmt == "PNG" else {}
     with atomic_path(path) as tmp:
-        Image.fromarray(image).save(tmp, format=_pil_format(path))
+        Image.fromarray(image).save(tmp, format=fmt, **options)
 
 
 def _pil_format(path) -> str:

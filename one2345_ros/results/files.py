@@ -26,9 +26,14 @@ from typing import Callable
 from ..config import MeshConfig
 from ..types import InputError
 from .atomic import DIR_MODE, write_image_atomic, write_json_atomic
+import numpy as np
+
+from .planner import OBJECT_AXES, in_object_frame
 from .result import AXES, GLTF_AXES, ReconstructionResult
 
 RESULT_JSON = "result.json"
+OBJECTS_JSON = "objects.json"
+POINTS_PLY = "points.ply"
 CONTACT_SHEET = "views.png"
 VIEWS_FOLDER = "views"
 
@@ -37,13 +42,14 @@ def check_output_dir(out_dir: str | os.PathLike) -> Path:
     """Refuse an output folder that cannot take a result, before any work is done.
 
     Accepted: a missing folder whose parent can be created and written, an empty folder, or an
-    earlier result folder (it holds result.json). Anything else (a file, a folder of other
+    earlier result folder (it holds result.json, or objects.json for several objects). Anything else (a file, a folder of other
     files, no write permission) is an InputError that says what to do.
     """
     out = Path(out_dir).expanduser()
     if out.exists() and not out.is_dir():
         raise InputError(f"output {out} is a file, not a folder: choose a folder path for --out")
-    if out.is_dir() and any(out.iterdir()) and not (out / RESULT_JSON).is_file():
+    ours = (out / RESULT_JSON).is_file() or (out / OBJECTS_JSON).is_file()
+    if out.is_dir() and any(out.iterdir()) and not ours:
         raise InputError(f"output folder {out} holds other files and no {RESULT_JSON}: refusing to replace it; "
                          "choose a new or empty folder")  # fmt: skip
     parent = out.resolve().parent
@@ -92,18 +98,80 @@ def write_result(
             if mesh.preview_glb and mesh.format != "glb":
                 export_mesh(result.mesh, tmp / "mesh.glb", "glb")
                 files["mesh_preview"] = mesh_file_entry(result, "mesh.glb", "glb")
+            name = f"mesh_object.{mesh.format}"
+            export_mesh(in_object_frame(result.mesh, result.object_pose), tmp / name, mesh.format)
+            files["mesh_object"] = {"path": name, "format": mesh.format, "frame": "object", "units": result.units,
+                                    "axes": OBJECT_AXES, "pose_in_frame_id": np.asarray(result.object_pose).tolist(),
+                                    "note": "the mesh in the object's own frame: place it with pose_in_frame_id"}  # fmt: skip
             write_image_atomic(tmp / CONTACT_SHEET, contact_sheet(result))
             files["contact_sheet"] = {"path": CONTACT_SHEET}
             if result.views is not None:
                 from ..views.folder import write_views_folder
 
-                write_views_folder(tmp / VIEWS_FOLDER, result.views.views)
+                planned = result.views
+                sources = [i for i, stage in enumerate(planned.stages) if stage == 2]
+                write_views_folder(tmp / VIEWS_FOLDER, planned.views, sources)
                 files["views"] = {"path": f"{VIEWS_FOLDER}/", "frame": "canonical", "units": "canonical",
-                                  "axes": AXES["canonical"]}  # fmt: skip
+                                  "axes": AXES["canonical"],
+                                  "note": "all generated views; 'sources' in views.json: the 32 the mesh is built from"}  # fmt: skip
         if extra is not None:
             files.update(extra(tmp))
         write_json_atomic(tmp / RESULT_JSON, result.to_json(files))
     return out / RESULT_JSON
+
+
+def write_objects(
+    out_dir: str | os.PathLike,
+    results: list[ReconstructionResult],
+    refused: dict[str, str] | None = None,
+    mesh: MeshConfig | None = None,
+    cloud_points: int = 20000,
+) -> Path:
+    """Several objects of one image as one folder, all or nothing: a result folder per object
+    (``<object_id>/``, as :func:`write_result`), ``points.ply`` (every completed surface sampled
+    uniformly, with normals, colours and the object's label index) and ``objects.json`` (each
+    object's id, folder, ok/error, pose and extents; the refused ones with their reason).
+    Returns objects.json's path.
+    """
+    from .planner import surface_samples
+
+    mesh = mesh or MeshConfig()
+    out = check_output_dir(out_dir)
+    refused = refused or {}
+    with _staging(out) as tmp:
+        entries, clouds = [], []
+        for label, result in enumerate(results, start=1):
+            write_result(tmp / result.object_id, result, mesh)
+            entry = {"object_id": result.object_id, "label": label, "folder": f"{result.object_id}/", "ok": result.ok,
+                     "error": result.error}  # fmt: skip
+            if result.ok and result.mesh is not None:
+                entry.update(frame_id=result.frame_id, units=result.units, pose=np.asarray(result.object_pose).tolist(),
+                             extents=np.asarray(result.object_extents).tolist(), warnings=result.warnings)  # fmt: skip
+                count = max(1, round(cloud_points * result.mesh.area / max(sum(r.mesh.area for r in results if r.ok), 1e-12)))
+                points, normals, rgb = surface_samples(result.mesh, count, seed=label)
+                clouds.append((points, normals, rgb, np.full(len(points), label, np.uint32)))
+            entries.append(entry)
+        entries += [{"object_id": oid, "ok": False, "error": reason, "refused": True} for oid, reason in refused.items()]
+        files = {}
+        if clouds:
+            write_labelled_cloud(tmp / POINTS_PLY, *(np.concatenate(parts) for parts in zip(*clouds)))
+            files["points"] = {"path": POINTS_PLY, "frame_id": results[0].frame_id, "units": results[0].units,
+                               "fields": "x y z nx ny nz red green blue alpha label (label = the objects' 'label')",
+                               "note": "the completed surfaces sampled uniformly by area"}  # fmt: skip
+        write_json_atomic(tmp / OBJECTS_JSON, {"schema_version": 1, "objects": entries, "files": files})
+    return out / OBJECTS_JSON
+
+
+def write_labelled_cloud(path: Path, points: np.ndarray, normals: np.ndarray, rgb: np.ndarray, labels: np.ndarray) -> None:
+    """A binary PLY point cloud with normals, colours and a ``label`` per point (trimesh's exporter)."""
+    import trimesh
+
+    cloud = trimesh.PointCloud(points, colors=np.column_stack([rgb, np.full(len(rgb), 255, np.uint8)]))
+    cloud.vertex_attributes = {"nx": normals[:, 0].astype(np.float32), "ny": normals[:, 1].astype(np.float32),
+                               "nz": normals[:, 2].astype(np.float32), "label": labels.astype(np.uint32)}  # fmt: skip
+    from .atomic import write_bytes_atomic
+
+    write_bytes_atomic(path, trimesh.exchange.ply.export_ply(cloud, encoding="binary", include_attributes=True))
 
 
 def write_failure(out_dir: str | os.PathLike, result: ReconstructionResult) -> Path | None:

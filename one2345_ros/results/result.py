@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from .planner import OBJECT_AXES
 from ..types import CANONICAL_FRAME_ID, ElevationSource, Frame, ScaleSource, Units
 
 SCHEMA_VERSION = 2
@@ -48,6 +49,10 @@ class ReconstructionResult:
     units: Units = "canonical"
     scale_source: ScaleSource = "none"
     canonical_to_frame: np.ndarray = field(default_factory=lambda: np.eye(4))
+    object_pose: np.ndarray = field(default_factory=lambda: np.eye(4))
+    """(4, 4) the result frame <- the object frame (results/planner.py: oriented-bounding-box centre and axes)."""
+    object_extents: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    """Sides of the oriented bounding box along the object frame's x, y, z, in ``units``."""
     elevation_deg: float | None = None
     polar_deg: float | None = None
     elevation_source: ElevationSource = "image"
@@ -87,6 +92,8 @@ class ReconstructionResult:
             "axes": AXES[self.frame],
             "scale_source": self.scale_source,
             "canonical_to_frame": np.asarray(self.canonical_to_frame).tolist(),
+            "object_frame": {"pose": np.asarray(self.object_pose).tolist(), "extents": np.asarray(self.object_extents).tolist(),
+                             "axes": OBJECT_AXES},
             "elevation_deg": self.elevation_deg,
             "polar_deg": self.polar_deg,
             "elevation_source": self.elevation_source,

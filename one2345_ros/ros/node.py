@@ -4,40 +4,53 @@ Threading: a MultiThreadedExecutor runs the input callbacks (their own mutually 
 group) and the service and action callbacks (a reentrant group). Requests block only their
 executor thread while the single worker thread of :class:`Reconstructor` owns the models,
 so image callbacks never wait. A request while busy is answered at once with a
-"busy" message, or queued when ``ros.queue_requests`` > 0.
+"busy" message, or queued when ``ros.queue_requests`` > 0; :func:`executor_threads` sizes
+the executor so that queued requests never starve the other callbacks.
 
 Lifecycle (rclpy LifecycleNode): configure = read and validate parameters, create
-publishers, subscriptions, service and action; activate = load the models (on the worker
-thread); deactivate = free them (GPU memory); cleanup = destroy everything. With
-``ros.autostart`` (default) the node configures and activates itself at start.
+publishers, subscriptions, service and action (a failed configure rolls all of it back);
+activate = load the models (on the worker thread); deactivate = free them (GPU memory);
+cleanup and shutdown = destroy everything configure created, worker thread included. With
+``ros.autostart`` (default) the node configures and activates itself at start; the process
+exits after the shutdown transition, on SIGINT and on SIGTERM.
+
+Optional ROS packages are imported when configuring, never at import time: without
+message_filters there are no topic inputs (explicit images in the service or action still
+work), without tf2_msgs no object frames on /tf_static, without tf2_ros no gravity from TF,
+without cv_bridge only the encodings ``images.py`` reads, without moveit_msgs no
+CollisionObject. The node logs once what is disabled and why.
 """
 
 from __future__ import annotations
 
+import importlib
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import replace
+
 import rclpy
+from geometry_msgs.msg import TransformStamped
+from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from rcl_interfaces.msg import ParameterDescriptor
-
-import message_filters
-from geometry_msgs.msg import TransformStamped
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Float32
-from tf2_ros import StaticTransformBroadcaster
 from visualization_msgs.msg import Marker
 
 from ..action import ReconstructObject as ReconstructObjectAction
+from ..config import NODE_NAME, Config, ConfigError
 from ..msg import ReconstructedObject
 from ..srv import ReconstructObject
-
-from ..config import NODE_NAME, Config, ConfigError
 from . import images
 from .factory import RclpyFactory
-from .inputs import InputMessages
+from .inputs import InputMessages, has_image
 from .params import config_from_parameters, default_parameters
 from .publications import build_publications
 from .reconstructor import Outcome, Reconstructor, Request
@@ -48,6 +61,44 @@ LATCHED = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=Relia
 _OUTPUT_TYPES = {"object": ReconstructedObject, "marker": Marker, "elevation": Float32, "points": PointCloud2,
                  "views": Image}  # fmt: skip
 
+# What each optional package gives; logged once per node when it is missing.
+OPTIONAL_PACKAGES = {
+    "message_filters": "no topic inputs (image, mask, depth, camera_info are not subscribed); the service "
+                       "and action still take explicit images",
+    "tf2_msgs": "no object frames on /tf_static",
+    "tf2_ros": "no gravity from TF (ros.gravity_frame is ignored)",
+    "cv_bridge": "input images in encodings other than " + ", ".join(images.COLOR_ENCODINGS)
+                 + " (yuv422, bayer_*...) are dropped",
+    "moveit_msgs": "no CollisionObject output (ros.publish_collision_object is ignored)",
+}  # fmt: skip
+
+# Executor threads beside the request callbacks: the input group, the node's default group
+# (lifecycle, parameter and TF-finishing services) and the TF listener.
+SPARE_THREADS = 3
+# Shutdown transition (the process ends next): how long to wait for the worker thread to
+# unload the models. A job it cannot leave (loading the models takes 10+ s on a CPU) is not
+# waited for: the thread is a daemon and ends with the process, GPU memory with it.
+WORKER_EXIT_WAIT_S = 3.0
+# SIGINT/SIGTERM or the shutdown transition -> process gone: the ROS cleanup gets this long
+# before the process leaves anyway. Below launch's 5 s between SIGINT and SIGTERM.
+EXIT_DEADLINE_S = 4.5
+
+
+def executor_threads(queue_requests: int) -> int:
+    """Threads the node's MultiThreadedExecutor needs.
+
+    A service or action callback holds its executor thread while its request runs or waits
+    in the queue (``Reconstructor.run`` blocks). With 1 running + ``ros.queue_requests``
+    waiting requests, a fixed pool of 4 threads was exhausted at queue_requests >= 3 and
+    the lifecycle services starved (get_state took seconds). Sizing the pool from the
+    queue keeps SPARE_THREADS free for everything else whatever the queue holds. Answering
+    requests asynchronously (coroutine callbacks) would free the threads too, but rclpy's
+    task resumption differs between Humble and Jazzy, and the blocking request flow with
+    its cancel and timeout handling lives in the ROS-free ``Reconstructor``; idle threads
+    cost little.
+    """
+    return max(0, int(queue_requests)) + 1 + SPARE_THREADS
+
 
 def default_pipeline_factory(config: Config):
     from ..pipeline import Pipeline
@@ -55,10 +106,26 @@ def default_pipeline_factory(config: Config):
     return Pipeline(config)
 
 
-class ReconstructorNode(LifecycleNode):
-    """Service ``reconstruct_object``, action ``reconstruct``, latched outputs under ``~/``."""
+def _import_optional(name: str):
+    """``(module, None)`` or ``(None, reason)``: ImportError, or a broken install (e.g. a
+    cv_bridge built against another numpy) that raises something else on import."""
+    try:
+        return importlib.import_module(name), None
+    except Exception as exc:
+        return None, f"{type(exc).__name__}: {exc}"
 
-    def __init__(self, pipeline_factory=default_pipeline_factory, **node_kwargs):
+
+class ReconstructorNode(LifecycleNode):
+    """Service ``reconstruct_object``, action ``reconstruct``, latched outputs under ``~/``.
+
+    Args:
+        pipeline_factory: ``Config -> pipeline`` (the real pipeline by default).
+        on_finalized: called once the shutdown transition has completed and its service
+            response has gone out (``main`` then ends the process).
+    """
+
+    def __init__(self, pipeline_factory=default_pipeline_factory, on_finalized=None,
+                 **node_kwargs):  # fmt: skip
         # Overrides from the YAML are declared as given, so misspelt names reach validation
         # (and stop the node) instead of being silently ignored.
         super().__init__(NODE_NAME, automatically_declare_parameters_from_overrides=True, **node_kwargs)
@@ -66,13 +133,27 @@ class ReconstructorNode(LifecycleNode):
             if not self.has_parameter(name):
                 self.declare_parameter(name, default, ParameterDescriptor(dynamic_typing=True))
         self._pipeline_factory = pipeline_factory
+        self._on_finalized = on_finalized
         self._factory = RclpyFactory()
         self.settings: Config | None = None
         self.core: Reconstructor | None = None
-        self._entities: list = []
+        self._entities: list[tuple[str, object]] = []  # what configure created, destroyed in reverse
+        self._pubs: dict = {}
+        self._publish_config = None
+        self._tf_pub = None
+        self._tf_message_type = None
+        self._bridge = None
+        self._inputs_enabled = False
         self._static_transforms: dict[str, TransformStamped] = {}
+        self._stopping = threading.Event()  # set by cleanup/shutdown: waiting requests cancel their jobs
+        self._reported: set[str] = set()
+        self.disabled: dict[str, str] = {}
+        """Optional packages missing at the last configure: name -> why."""
+        self.executor_threads: int | None = None
+        """Threads of the executor ``main`` made (None: unknown, not checked)."""
         self.configured = False
         self.activated = False
+        self.finalized = False
 
     # ------------------------------------------------------------ parameters
     def _read_settings(self) -> Config:
@@ -82,57 +163,129 @@ class ReconstructorNode(LifecycleNode):
 
     # ------------------------------------------------------------ lifecycle
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stopping.clear()
         try:
             self.settings = self._read_settings()
+            self._configure(self.settings.ros)
         except ConfigError as exc:
             self.get_logger().error(f"cannot configure: {exc}")
+            self._teardown()
             return TransitionCallbackReturn.FAILURE
-        cfg = self.settings.ros
-        self.core = Reconstructor(self.settings, self._pipeline_factory,
-                                  log=self.get_logger(), clock_ns=lambda: self.get_clock().now().nanoseconds,
-                                  gravity_lookup=self._gravity_lookup() if cfg.gravity_frame else None)  # fmt: skip
-        self._pubs = {key: self.create_publisher(msg_type, f"~/{key}", LATCHED) for key, msg_type in _OUTPUT_TYPES.items()}
-        if cfg.publish_collision_object:
-            try:
-                from moveit_msgs.msg import CollisionObject
-            except ImportError:
-                self.get_logger().error("ros.publish_collision_object is true but moveit_msgs is not installed "
-                                        "(apt install ros-$ROS_DISTRO-moveit-msgs)")  # fmt: skip
-                return TransitionCallbackReturn.FAILURE
-            self._pubs["collision_object"] = self.create_publisher(CollisionObject, cfg.collision_object_topic, LATCHED)
-        self._tf = StaticTransformBroadcaster(self)
-        self._create_inputs()
-        requests = ReentrantCallbackGroup()
-        self._service = self.create_service(ReconstructObject, "reconstruct_object", self._on_service,
-                                            callback_group=requests)  # fmt: skip
-        self._action = ActionServer(self, ReconstructObjectAction, "reconstruct", execute_callback=self._on_goal,
-                                    goal_callback=lambda goal: GoalResponse.ACCEPT,
-                                    cancel_callback=lambda goal: CancelResponse.ACCEPT, callback_group=requests)  # fmt: skip
+        except Exception as exc:  # anything else: roll back what was created, stay unconfigured
+            self.get_logger().error(f"cannot configure: {type(exc).__name__}: {exc}")
+            self._teardown()
+            return TransitionCallbackReturn.FAILURE
         self.configured = True
-        self.get_logger().info("configured; " + ("models load on activate" if not cfg.autostart else "activating"))
+        self.get_logger().info("configured; " + ("models load on activate" if not self.settings.ros.autostart
+                                                 else "activating"))  # fmt: skip
         return TransitionCallbackReturn.SUCCESS
 
-    def _gravity_lookup(self):
+    def _optional(self, name: str, missing: list):
+        module, reason = _import_optional(name)
+        if module is None:
+            missing.append((name, reason))
+        return module
+
+    def _report_missing(self, missing: list) -> None:
+        self.disabled = dict(missing)
+        new = [(name, reason) for name, reason in missing if name not in self._reported]
+        if new:
+            self._reported.update(name for name, _ in new)
+            self.get_logger().warning("optional ROS packages missing, running without them: " + "; ".join(
+                f"{name} ({reason}): {OPTIONAL_PACKAGES[name]}" for name, reason in new))  # fmt: skip
+
+    def _configure(self, cfg) -> None:
+        """Create everything; raises on failure (on_configure then tears down what was made)."""
+        needed = executor_threads(cfg.queue_requests)
+        if self.executor_threads is not None and needed > self.executor_threads:
+            raise ConfigError(f"ros.queue_requests = {cfg.queue_requests} needs {needed} executor threads, the "
+                              f"node's executor has {self.executor_threads}: restart the node to apply it")  # fmt: skip
+        missing: list[tuple[str, str]] = []
+        message_filters = self._optional("message_filters", missing)
+        bridge = self._optional("cv_bridge", missing)
+        self._bridge = bridge.CvBridge() if bridge is not None else None
+        tf2_msgs = self._optional("tf2_msgs.msg", missing) if cfg.publish_tf else None
+        gravity = None
+        if cfg.gravity_frame:
+            tf2_ros = self._optional("tf2_ros", missing)
+            if tf2_ros is None and self.settings.elevation.source == "gravity":
+                raise ConfigError("elevation.source: 'gravity' needs tf2_ros, which does not import "
+                                  f"({missing[-1][1]})")  # fmt: skip
+            gravity = self._gravity_lookup(tf2_ros) if tf2_ros is not None else None
+        collision_object = None
+        if cfg.publish_collision_object:
+            moveit = self._optional("moveit_msgs.msg", missing)
+            collision_object = moveit.CollisionObject if moveit is not None else None
+        self._report_missing([(name.split(".")[0], reason) for name, reason in missing])
+        # What build_publications may build: nothing that needs a missing package.
+        self._publish_config = replace(cfg, publish_tf=cfg.publish_tf and tf2_msgs is not None,
+                                       publish_collision_object=collision_object is not None)  # fmt: skip
+
+        self.core = Reconstructor(self.settings, self._pipeline_factory,
+                                  log=self.get_logger(), clock_ns=lambda: self.get_clock().now().nanoseconds,
+                                  gravity_lookup=gravity)  # fmt: skip
+        self._pubs = {}
+        for key, msg_type in _OUTPUT_TYPES.items():
+            self._pubs[key] = self._track("publisher", self.create_publisher(msg_type, f"~/{key}", LATCHED))
+        if collision_object is not None:
+            self._pubs["collision_object"] = self._track(
+                "publisher", self.create_publisher(collision_object, cfg.collision_object_topic, LATCHED))
+        if tf2_msgs is not None:
+            # Our own /tf_static publisher, not tf2_ros' StaticTransformBroadcaster: Jazzy's keeps
+            # the first transform of each child frame and ignores later ones, so an object
+            # reconstructed again would keep its old frame.
+            self._tf_message_type = tf2_msgs.TFMessage
+            self._tf_pub = self._track("publisher", self.create_publisher(tf2_msgs.TFMessage, "/tf_static", LATCHED))
+        self._inputs_enabled = message_filters is not None
+        if message_filters is not None:
+            self._create_inputs(message_filters)
+        requests = ReentrantCallbackGroup()
+        self._track("service", self.create_service(ReconstructObject, "reconstruct_object", self._on_service,
+                                                   callback_group=requests))  # fmt: skip
+        self._track("action", ActionServer(self, ReconstructObjectAction, "reconstruct", execute_callback=self._on_goal,
+                                           goal_callback=lambda goal: GoalResponse.ACCEPT,
+                                           cancel_callback=lambda goal: CancelResponse.ACCEPT,
+                                           callback_group=requests))  # fmt: skip
+
+    def destroy_node(self):
+        """Everything configure made, the node, and its lifecycle state machine.
+
+        rclpy's Node.destroy_node leaves waitables (our action server) and LifecycleNode's
+        state machine alive until garbage collection, and both hold the node's rcl handle: a
+        destroyed node stayed in the ROS graph, in-process with lifecycle services nobody
+        answered, or for the 20 s DDS lease after its process had gone.
+        """
+        self._teardown(worker_wait_s=WORKER_EXIT_WAIT_S)
+        super().destroy_node()
+        state_machine = getattr(self, "_state_machine", None)
+        if state_machine is not None and hasattr(state_machine, "destroy_when_not_in_use"):
+            state_machine.destroy_when_not_in_use()
+
+    def _track(self, kind: str, entity):
+        self._entities.append((kind, entity))
+        return entity
+
+    def _gravity_lookup(self, tf2_ros):
         """TF lookup of the camera's pose in ros.gravity_frame at the image stamp (blocks one
         request thread for at most ros.tf_timeout_s; the listener runs on the executor)."""
         from rclpy.duration import Duration
         from rclpy.time import Time
-        from tf2_ros import Buffer, TransformListener
 
         cfg = self.settings.ros
-        self._tf_buffer = Buffer()
-        self._tf_listener = TransformListener(self._tf_buffer, self)
+        buffer = tf2_ros.Buffer()
+        self._track("tf_listener", tf2_ros.TransformListener(buffer, self))
 
         def lookup(frame_id: str, stamp_ns: int):
-            stamped = self._tf_buffer.lookup_transform(cfg.gravity_frame, frame_id, Time(nanoseconds=stamp_ns),
-                                                       timeout=Duration(seconds=cfg.tf_timeout_s))  # fmt: skip
+            stamped = buffer.lookup_transform(cfg.gravity_frame, frame_id, Time(nanoseconds=stamp_ns),
+                                              timeout=Duration(seconds=cfg.tf_timeout_s))  # fmt: skip
             return transform_to_matrix(stamped.transform)
 
         return lookup
 
-    def _create_inputs(self) -> None:
+    def _create_inputs(self, message_filters) -> None:
         cfg = self.settings.ros
-        reliability = ReliabilityPolicy.RELIABLE if cfg.input_reliability == "reliable" else ReliabilityPolicy.BEST_EFFORT
+        reliable = cfg.input_reliability == "reliable"
+        reliability = ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT
         qos = QoSProfile(depth=cfg.input_history_depth, history=HistoryPolicy.KEEP_LAST, reliability=reliability,
                          durability=DurabilityPolicy.VOLATILE)  # fmt: skip
         group = MutuallyExclusiveCallbackGroup()
@@ -142,10 +295,13 @@ class ReconstructorNode(LifecycleNode):
         if cfg.use_camera_info:
             topics.append((CameraInfo, "camera_info"))
         self._roles = [topic for _, topic in topics]
-        self._filters = [message_filters.Subscriber(self, msg_type, topic, qos_profile=qos, callback_group=group)
-                         for msg_type, topic in topics]  # fmt: skip
-        self._sync = message_filters.ApproximateTimeSynchronizer(self._filters, cfg.sync_queue_size, cfg.sync_slop_s)
-        self._sync.registerCallback(self._on_inputs)
+        filters = []
+        for msg_type, topic in topics:
+            filters.append(message_filters.Subscriber(self, msg_type, topic, qos_profile=qos, callback_group=group))
+            self._track("subscription", filters[-1].sub)
+        sync = message_filters.ApproximateTimeSynchronizer(filters, cfg.sync_queue_size, cfg.sync_slop_s)
+        sync.registerCallback(self._on_inputs)
+        self._track("synchronizer", sync)
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
@@ -164,54 +320,108 @@ class ReconstructorNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._destroy_entities()
+        self._teardown()
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._destroy_entities()
+        self._teardown(worker_wait_s=WORKER_EXIT_WAIT_S)
+        self.finalized = True
+        if self._on_finalized is not None:
+            # A one-shot timer in the default group, which also serves the lifecycle services:
+            # it fires after the change_state callback that got us here has sent its response.
+            holder = []
+
+            def finished():
+                holder[0].cancel()
+                self._on_finalized()
+
+            holder.append(self.create_timer(0.01, finished, callback_group=self.default_callback_group))
         return TransitionCallbackReturn.SUCCESS
 
-    def _destroy_entities(self) -> None:
-        if self.core is not None:
-            self.core.shutdown()
-            self.core = None
-        if not self.configured:
-            return
-        for f in self._filters:
-            self.destroy_subscription(f.sub)
-        self.destroy_service(self._service)
-        self._action.destroy()
-        for pub in self._pubs.values():
-            self.destroy_publisher(pub)
+    def _teardown(self, worker_wait_s: float | None = None) -> None:
+        """Destroy everything configure created; safe to call at any point, and twice.
+
+        ``worker_wait_s``: None waits until the worker has unloaded the models and ended
+        (cleanup); a number waits at most that long (shutdown, the process ends next).
+        """
+        self._stopping.set()  # requests waiting in Reconstructor.run cancel their jobs
+        core, self.core = self.core, None
+        if core is not None:
+            self._stop_core(core, worker_wait_s)
+        destroy = {"publisher": self.destroy_publisher, "subscription": self.destroy_subscription,
+                   "service": self.destroy_service, "action": lambda action: action.destroy(),
+                   "tf_listener": lambda listener: listener.unregister(),
+                   "synchronizer": lambda sync: None}  # fmt: skip
+        while self._entities:
+            kind, entity = self._entities.pop()
+            try:
+                destroy[kind](entity)
+            except Exception as exc:  # keep destroying the rest
+                self.get_logger().error(f"destroying a {kind} failed: {type(exc).__name__}: {exc}")
+        self._pubs, self._tf_pub, self._bridge, self._inputs_enabled = {}, None, None, False
+        self._static_transforms.clear()
         self.configured = self.activated = False
+
+    def _stop_core(self, core: Reconstructor, wait_s: float | None) -> None:
+        def stop():
+            try:
+                core.shutdown()  # models unloaded, worker thread ended
+            except Exception as exc:
+                self.get_logger().error(f"stopping the worker failed: {type(exc).__name__}: {exc}")
+
+        if wait_s is None:
+            stop()
+            return
+        stopper = threading.Thread(target=stop, name="one2345-stop-worker", daemon=True)
+        stopper.start()
+        stopper.join(wait_s)
+        if stopper.is_alive():
+            self.get_logger().warning(f"the worker thread is still busy after {wait_s:g} s (loading the models or "
+                                      "a reconstruction stage); not waiting for it")  # fmt: skip
 
     # ------------------------------------------------------------ inputs
     def _on_inputs(self, *msgs) -> None:
-        by_role = dict(zip(self._roles, msgs))
-        image = by_role["image"]
-        if image.encoding not in images.COLOR_ENCODINGS:
-            image = self._to_rgb8(image)
-            if image is None:
-                return
-        self.core.on_input(InputMessages(image, by_role["mask"], by_role.get("depth"), by_role.get("camera_info")))
-
-    def _to_rgb8(self, image: Image) -> Image | None:
-        """Camera encodings images.py does not read (yuv422, bayer_*...) go through cv_bridge."""
-        from cv_bridge import CvBridge
-
+        """Synchroniser callback. Must never raise: message_filters holds its lock while calling
+        it, and an exception here left that lock held and stopped the executor."""
         try:
-            rgb = CvBridge().imgmsg_to_cv2(image, desired_encoding="rgb8")
-        except Exception as exc:  # CvBridgeError or anything else: is a dropped message, not a dead node
-            self.core.dropped_inputs += 1
+            core = self.core
+            if core is None:
+                return
+            by_role = dict(zip(self._roles, msgs))
+            image = by_role["image"]
+            if image.encoding not in images.COLOR_ENCODINGS:
+                image = self._to_rgb8(image, core)
+                if image is None:
+                    return
+            core.on_input(InputMessages(image, by_role["mask"], by_role.get("depth"), by_role.get("camera_info")))
+        except Exception as exc:
+            self.get_logger().error(f"dropped input pair: {type(exc).__name__}: {exc}")
+
+    def _to_rgb8(self, image: Image, core: Reconstructor) -> Image | None:
+        """Camera encodings images.py does not read (yuv422, bayer_*...) go through cv_bridge."""
+        try:
+            if self._bridge is None:
+                raise RuntimeError("needs cv_bridge, which is not installed")
+            rgb = self._bridge.imgmsg_to_cv2(image, desired_encoding="rgb8")
+            return images.image_message(self._factory, image.header, rgb, "rgb8")
+        except Exception as exc:  # CvBridgeError or anything else: a dropped message, not a dead node
+            core.dropped_inputs += 1
             self.get_logger().warning(f"dropped input pair: image encoding '{image.encoding}': {exc}")
             return None
-        return images.image_message(self._factory, image.header, rgb, "rgb8")
 
     # ------------------------------------------------------------ requests
     def _serve(self, request: Request, on_progress=None, should_cancel=None) -> Outcome:
-        if self.core is None:
+        core = self.core
+        if core is None:
             return Outcome("inactive", "not configured: the node has no parameters loaded yet")
-        outcome = self.core.run(request, on_progress=on_progress, should_cancel=should_cancel)
+        if not self._inputs_enabled and not has_image(request.image):
+            return Outcome("bad_input", "bad input: no image in the request, and no topic inputs "
+                                        "(message_filters is not installed)")  # fmt: skip
+
+        def cancel():
+            return self._stopping.is_set() or (should_cancel is not None and should_cancel())
+
+        outcome = core.run(request, on_progress=on_progress, should_cancel=cancel)
         if outcome.success:
             try:
                 outcome.published = self._publish(outcome)  # the ReconstructedObject sent
@@ -219,15 +429,18 @@ class ReconstructorNode(LifecycleNode):
                 self.get_logger().error(f"publishing the result failed: {type(exc).__name__}: {exc}")
                 return Outcome("failed", f"result built but not publishable: {exc}", outcome.inputs)
             self.get_logger().info(outcome.message)
+        elif self._stopping.is_set() and outcome.status == "cancelled":
+            outcome = Outcome("cancelled", f"{outcome.message}: the node is shutting down", outcome.inputs)
         return outcome
 
     def _publish(self, outcome: Outcome):
-        pubs = build_publications(self._factory, outcome.result, outcome.mesh_uri, self.settings.ros)
+        pubs = build_publications(self._factory, outcome.result, outcome.mesh_uri, self._publish_config)
         for key, msg in pubs.items():
             if key == "transform":
-                self._static_transforms[msg.child_frame_id] = msg
-                # /tf_static keeps only the last message per publisher: resend all object frames.
-                self._tf.sendTransform(list(self._static_transforms.values()))
+                if self._tf_pub is not None:
+                    self._static_transforms[msg.child_frame_id] = msg
+                    # /tf_static is latched per publisher: send every object frame each time.
+                    self._tf_pub.publish(self._tf_message_type(transforms=list(self._static_transforms.values())))
             elif key in self._pubs:
                 self._pubs[key].publish(msg)
         return pubs["object"]
@@ -260,22 +473,126 @@ class ReconstructorNode(LifecycleNode):
         return result
 
 
-def main(args=None) -> int:
-    rclpy.init(args=args)
-    node = ReconstructorNode()
-    executor = MultiThreadedExecutor(num_threads=4)
-    executor.add_node(node)
+# ---------------------------------------------------------------- process
+def _init_rclpy(args) -> None:
+    """rclpy without its own signal handlers: main() handles SIGINT and SIGTERM itself."""
+    try:
+        from rclpy.signals import SignalHandlerOptions
+
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    except (ImportError, TypeError):  # an rclpy without the option
+        rclpy.init(args=args)
+
+
+def _spin(executor, stop: threading.Event, errors: list) -> None:
+    try:
+        executor.spin()
+    except ExternalShutdownException:
+        pass
+    except Exception as exc:  # a callback raised: the process must end, not linger without an executor
+        errors.append(exc)
+    finally:
+        stop.set()
+
+
+def _autostart(node: ReconstructorNode, stop: threading.Event, errors: list) -> None:
     try:
         if node.get_parameter("ros.autostart").value:
             node.trigger_configure()
-            if node.configured:
+            if node.configured and not stop.is_set():
                 node.trigger_activate()
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node.core is not None:
-            node.core.shutdown()
+    except Exception as exc:
+        errors.append(exc)
+        stop.set()
+
+
+def _finish(node, executor, spinner) -> None:
+    """Shutdown transition (unless done), executor stopped, node destroyed, rclpy shut down."""
+    if node is not None and not node.finalized:
+        try:
+            node.trigger_shutdown()
+        except Exception:  # a transition in progress (e.g. activating): tear down directly
+            node._teardown(worker_wait_s=WORKER_EXIT_WAIT_S)
+    if executor is not None:
+        executor.shutdown(timeout_sec=1.0)
+    if spinner is not None:
+        spinner.join(1.0)
+    # rclpy leaves the executor's thread pool running: end it (idle threads leave at once).
+    pool = getattr(executor, "_executor", None)
+    if pool is not None:
+        pool.shutdown(wait=False, cancel_futures=True)
+    if node is not None:
         node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    rclpy.try_shutdown()
+
+
+def _leftover_threads(timeout_s: float) -> list:
+    """Threads that would delay the exit, after waiting up to ``timeout_s`` for them: non-daemon
+    ones (the interpreter joins them; e.g. a request callback waiting for a reconstruction stage
+    to end) and our own daemon threads still at work (the worker loading the models, which can
+    hold the interpreter's lock for seconds while it finalises)."""
+    deadline = time.monotonic() + timeout_s
+    left = []
+    for thread in threading.enumerate():
+        if thread is threading.main_thread() or (thread.daemon and not thread.name.startswith("one2345-")):
+            continue
+        thread.join(max(0.0, deadline - time.monotonic()) if not thread.daemon else 0.0)
+        if thread.is_alive():
+            left.append(thread.name)
+    return left
+
+
+def main(args=None) -> int:
+    """``ros2 run one2345_ros reconstruct_node``. Exits 0 on SIGINT, SIGTERM or the lifecycle
+    shutdown transition, 1 when the node fails; a second signal exits at once."""
+    stop = threading.Event()
+
+    def on_signal(signum, frame):
+        if stop.is_set():
+            os._exit(128 + signum)
+        stop.set()
+
+    # Installed first and explicitly: a process started in the background by a shell inherits
+    # SIGINT ignored, and rclpy's own handlers are left out (see _init_rclpy).
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
+    errors: list = []
+    node = executor = spinner = None
+    try:
+        _init_rclpy(args)
+        node = ReconstructorNode(on_finalized=stop.set)
+        try:
+            queue_requests = int(node.get_parameter("ros.queue_requests").value)
+        except (TypeError, ValueError):  # configure reports the bad value
+            queue_requests = 0
+        node.executor_threads = executor_threads(queue_requests)
+        executor = MultiThreadedExecutor(num_threads=node.executor_threads)
+        executor.add_node(node)
+        spinner = threading.Thread(target=_spin, args=(executor, stop, errors), name="one2345-executor", daemon=True)
+        spinner.start()
+        threading.Thread(target=_autostart, args=(node, stop, errors), name="one2345-autostart", daemon=True).start()
+        while not stop.wait(0.1):  # the main thread only waits, so signal handlers run at once
+            pass
+    except Exception as exc:
+        errors.append(exc)
+    finally:
+        for error in errors:
+            message = f"{type(error).__name__}: {error}"
+            if node is not None:
+                node.get_logger().fatal(message)
+            else:
+                print(f"one2345_reconstructor: {message}", file=sys.stderr, flush=True)
+        t0 = time.monotonic()
+        closer = threading.Thread(target=_finish, args=(node, executor, spinner), name="one2345-exit", daemon=True)
+        closer.start()
+        closer.join(EXIT_DEADLINE_S)
+        code = 1 if errors or closer.is_alive() else 0
+        left = _leftover_threads(max(0.0, EXIT_DEADLINE_S - (time.monotonic() - t0)))
+        if closer.is_alive():
+            print(f"one2345_reconstructor: the ROS shutdown did not finish in {EXIT_DEADLINE_S:g} s "
+                  f"(threads: {', '.join(left)}); exiting anyway", file=sys.stderr, flush=True)  # fmt: skip
+        if left:  # leave without interpreter finalisation, which would wait for them
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    return code

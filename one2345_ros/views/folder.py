@@ -28,8 +28,12 @@ VIEWS_JSON = "views.json"
 ONE2345_POSE_JSON = "pose.json"
 
 
-def write_views_folder(folder: str | os.PathLike, views: ViewSet) -> Path:
-    """Write ``views`` as a views folder (images, masks, views.json)."""
+def write_views_folder(folder: str | os.PathLike, views: ViewSet, sources: list[int] | None = None) -> Path:
+    """Write ``views`` as a views folder (images, masks, views.json).
+
+    ``sources``: indices of the views a reconstruction uses (the plan's 32 stage-2 views of 40),
+    recorded as ``"sources"`` so that ``reconstruct-views`` rebuilds from exactly those.
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     entries = []
@@ -42,6 +46,8 @@ def write_views_folder(folder: str | os.PathLike, views: ViewSet) -> Path:
             write_image_atomic(folder / entry["mask"], views.masks[i].astype(np.uint8) * 255)
         entries.append(entry)
     doc = {"convention": "opencv", "reference": views.reference, "images": entries}
+    if sources is not None:
+        doc["sources"] = [int(i) for i in sources]
     if views.near_far is not None:
         doc["near_far"] = list(views.near_far)
     if views.bbox is not None:
@@ -50,11 +56,21 @@ def write_views_folder(folder: str | os.PathLike, views: ViewSet) -> Path:
     return folder
 
 
-def read_views_folder(folder: str | os.PathLike) -> ViewSet:
-    """Read a views folder, or a One-2-3-45 output folder (``pose.json``)."""
+def read_views_folder(folder: str | os.PathLike, sources_only: bool = True) -> ViewSet:
+    """Read a views folder, or a One-2-3-45 output folder (``pose.json``).
+
+    With ``sources_only`` a folder that lists ``"sources"`` gives only those views (in the reference
+    view's frame, which is kept even when the reference view is not a source).
+    """
     folder = Path(folder)
     if (folder / VIEWS_JSON).is_file():
-        return _read_views_json(folder)
+        views = _read_views_json(folder)
+        sources = _load_json(folder / VIEWS_JSON).get("sources")
+        if sources_only and sources is not None:
+            if not isinstance(sources, list) or not all(isinstance(i, int) and 0 <= i < len(views.names) for i in sources):
+                raise InputError(f"{folder / VIEWS_JSON}: 'sources' must list view indices (0..{len(views.names) - 1})")
+            views = views.select(sources)
+        return views
     if (folder / ONE2345_POSE_JSON).is_file():
         return _read_one2345_folder(folder)
     raise InputError(f"{folder}: no {VIEWS_JSON} or One-2-3-45 {ONE2345_POSE_JSON} found")

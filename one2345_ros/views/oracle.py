@@ -270,13 +270,24 @@ class OracleGenerator:
         return out
 
 
-def oracle_from_config(cfg, fill_ratio: float = 0.75, input_c2w=None) -> OracleGenerator:
+def oracle_from_config(cfg, fill_ratio: float = 0.75, input_c2w=None, object_id: str | None = None) -> OracleGenerator:
     """The oracle of ``oracle.mesh`` seen by ``input_c2w`` (default ``oracle.input_c2w``, 16 numbers row-major).
 
-    cfg: config.OracleConfig. Raises InputError for an unreadable mesh or a bad pose.
+    cfg: config.OracleConfig. With several objects, ``oracle.mesh`` is a folder and the object's mesh
+    is the file ``<object_id>.<any extension trimesh reads>`` in it. Raises InputError for a missing or
+    unreadable mesh or a bad pose.
     """
+    from pathlib import Path
+
     from ..mesh.files import load_mesh
     from ..types import InputError
+
+    mesh_path = Path(cfg.mesh)
+    if mesh_path.is_dir():
+        found = sorted(p for p in mesh_path.glob(f"{object_id}.*") if p.is_file()) if object_id else []
+        if not found:
+            raise InputError(f"oracle: no mesh for object {object_id!r} in {mesh_path} (expected {object_id}.ply, .obj, ...)")
+        mesh_path = found[0]
 
     c2w = np.asarray(cfg.input_c2w if input_c2w is None else input_c2w, dtype=np.float64)
     if c2w.size != 16 or not np.all(np.isfinite(c2w)):
@@ -285,4 +296,4 @@ def oracle_from_config(cfg, fill_ratio: float = 0.75, input_c2w=None) -> OracleG
     R = c2w[:3, :3]
     if not np.allclose(R.T @ R, np.eye(3), atol=1e-6) or np.linalg.det(R) <= 0 or not np.allclose(c2w[3], [0, 0, 0, 1]):
         raise InputError("oracle: the input camera pose is not a rigid 4x4 c2w (rotation block and last row [0 0 0 1])")
-    return OracleGenerator(load_mesh(cfg.mesh), c2w, fill_ratio)
+    return OracleGenerator(load_mesh(mesh_path), c2w, fill_ratio)

@@ -109,7 +109,8 @@ class ViewPlan:
     """One-2-3-45's view plan for one or several objects, in two steps around the elevation estimate.
 
     Args:
-        generator: any ViewGenerator (Zero123, the oracle...).
+        generator: any ViewGenerator (Zero123, the oracle...), shared by every object, or one per
+            object (objects with the same generator share its calls).
         input_images: one uint8 [256, 256, 3] preprocessed input per object.
         seed: base seed (:func:`view_seed`), the same for every object.
         both_rings: generate both second-ring candidates in the first call (one fewer sequential call).
@@ -119,15 +120,20 @@ class ViewPlan:
 
     def __init__(
         self,
-        generator: ViewGenerator,
+        generator: ViewGenerator | Sequence[ViewGenerator],
         input_images: Sequence[np.ndarray],
         seed: int = 0,
         both_rings: bool = False,
         progress: StageProgressFn | None = None,
         timer: StageTimer | None = None,
     ):
-        self.generator = generator
         self.inputs = list(input_images)
+        if isinstance(generator, (list, tuple)):
+            if len(generator) != len(self.inputs):
+                raise ValueError(f"{len(generator)} generators for {len(self.inputs)} objects")
+            self.generators = list(generator)
+        else:
+            self.generators = [generator] * len(self.inputs)
         self.seed = seed
         self.both_rings = both_rings
         self.progress = progress
@@ -169,7 +175,8 @@ class ViewPlan:
             targets = tuple((STAGE1_OFFSETS[i][0], STAGE1_OFFSETS[i][1], 0.0) for i in idx)
             seeds = tuple(view_seed(self.seed, str(i)) for i in idx)
             requests.append(ViewRequest(image, (0.0, 0.0), targets, seeds, polar))
-        for k, (idx, views) in enumerate(zip(indices, self._run(requests, 1, "views_stage1", label))):
+        owners = list(range(len(requests)))
+        for k, (idx, views) in enumerate(zip(indices, self._run(requests, owners, 1, "views_stage1", label))):
             self.images[k].update({str(i): v for i, v in zip(idx, views)})
 
     def _stage2(self, parents: list[list[int]], polars, label: str) -> None:
@@ -182,20 +189,30 @@ class ViewPlan:
                 seeds = tuple(view_seed(self.seed, n) for n in names)
                 requests.append(ViewRequest(cond, STAGE1_OFFSETS[i], targets, seeds, polar))
                 owners.append((k, i))
-        for (k, i), views in zip(owners, self._run(requests, 2, "views_stage2", label)):
+        for (k, i), views in zip(owners, self._run(requests, [k for k, _ in owners], 2, "views_stage2", label)):
             self.images[k].update({f"{i}_{j}": v for j, v in enumerate(views)})
 
-    def _run(self, requests: list[ViewRequest], stage: int, timing_key: str, label: str) -> list[np.ndarray]:
-        n = sum(len(r.targets) for r in requests)
+    def _run(self, requests: list[ViewRequest], owners: list[int], stage: int, timing_key: str,
+             label: str) -> list[np.ndarray]:  # fmt: skip
+        """The requests, one call per distinct generator (one for every object with Zero123)."""
         report = self.progress
-
-        def inner(done: int, total: int) -> None:
-            if report is not None:
-                report(label, (self._done + n * done / max(total, 1)) / self._total)
-
+        groups: dict[int, list[int]] = {}
+        for i, owner in enumerate(owners):
+            groups.setdefault(id(self.generators[owner]), []).append(i)
+        out: list[np.ndarray] = [None] * len(requests)  # type: ignore[list-item]
         with self.timer.stage(timing_key):
-            out = run_batch(self.generator, requests, stage, inner if report else None)
-        self._done += n
+            for members in groups.values():
+                batch = [requests[i] for i in members]
+                n = sum(len(r.targets) for r in batch)
+
+                def inner(done: int, total: int, n: int = n) -> None:
+                    if report is not None:
+                        report(label, (self._done + n * done / max(total, 1)) / self._total)
+
+                views = run_batch(self.generators[owners[members[0]]], batch, stage, inner if report else None)
+                for i, v in zip(members, views):
+                    out[i] = v
+                self._done += n
         if report is not None:
             report(label, self._done / self._total)
         return out

@@ -61,4 +61,19 @@ def make_random_object(seed: int) -> trimesh.Trimesh:
     return build(seed)
 
 
-__all__ = ["OBJECTS_DIR", "list_objects", "load_object", "make_random_object", "object_path", "save_object"]
+def make_low_texture_object(seed: int) -> trimesh.Trimesh:
+    """A smooth, low-texture procedural object per seed (see make_objects.make_low_texture_object)."""
+    from .make_objects import make_low_texture_object as build
+
+    return build(seed)
+
+
+__all__ = [
+    "OBJECTS_DIR",
+    "list_objects",
+    "load_object",
+    "make_low_texture_object",
+    "make_random_object",
+    "object_path",
+    "save_object",
+]

@@ -230,6 +230,91 @@ def make_random_object(seed: int) -> trimesh.Trimesh:
     return geo.normalise(geo.assemble(parts, TILE))
 
 
+# ------------------------------------------------------------ low-texture family
+
+LOW_TEXTURE_AMPLITUDE = 3.0
+"""Grey levels of the gentle large-scale variation on the flat colours (``textures.plain``)."""
+
+
+def _ellipsoid(a: float, b: float, c: float, rings: int = 33, segments: int = 64) -> geo.Part:
+    t = np.linspace(0.0, np.pi, rings)
+    part = geo.revolve(np.stack([np.sin(t), -np.cos(t)], -1), segments=segments)
+    return geo.Part(part.vertices * [a, b, c], part.faces, part.uv)
+
+
+def _smooth_primitive(rng: np.random.Generator) -> geo.Part:
+    """A smooth part with few or no corners: ellipsoid, capsule, bulging bottle, curved handle."""
+    kind = rng.choice(["ellipsoid", "ellipsoid", "capsule", "bottle", "handle"])
+    s = rng.uniform(0.25, 0.55)
+    if kind == "ellipsoid":
+        return _ellipsoid(*(s / 2 * rng.uniform(0.5, 1.0, 3)))
+    if kind == "capsule":
+        r, h = s * rng.uniform(0.15, 0.3), s * rng.uniform(0.3, 0.8)
+        t = np.linspace(0.0, np.pi / 2, 12)
+        bottom = np.stack([r * np.sin(t), -h / 2 - r * np.cos(t)], -1)
+        top = np.stack([r * np.cos(t), h / 2 + r * np.sin(t)], -1)
+        return geo.revolve(np.concatenate([bottom, top]), segments=64)
+    if kind == "bottle":
+        z = np.linspace(-s / 2, s / 2, 24)
+        r = s * (0.22 + 0.08 * np.sin(np.pi * (z / s + 0.5) * rng.uniform(1.0, 2.0) + rng.uniform(0, np.pi)))
+        t = np.linspace(0.0, np.pi / 2, 9)[:-1]  # rounded ends: quarter ellipses from and back to the axis
+        bottom = np.stack([r[0] * np.sin(t), z[0] - 0.4 * r[0] * np.cos(t)], -1)
+        top = np.stack([r[-1] * np.cos(t), z[-1] + 0.4 * r[-1] * np.sin(t)], -1)[1:]
+        return geo.revolve(np.concatenate([bottom, np.stack([r, z], -1), top, [(0.0, z[-1] + 0.4 * r[-1])]]), 64)
+    t = np.linspace(0.15 * np.pi, rng.uniform(0.7, 0.95) * np.pi, 28)
+    radius = s * rng.uniform(0.07, 0.12)
+    return geo.tube(np.stack([s / 2 * np.sin(t), 0 * t, s / 2 * np.cos(t)], -1), radius=radius, sides=32)
+
+
+def make_toy_duck(rng: np.random.Generator) -> trimesh.Trimesh:
+    """A smooth yellow toy: ellipsoid body, round head, orange beak (two flat colours)."""
+    yellow = tuple(int(v) for v in np.array([235, 200, 40]) + rng.integers(-15, 16, 3))
+    orange = tuple(int(v) for v in np.array([230, 110, 30]) + rng.integers(-15, 16, 3))
+    body = _ellipsoid(0.32, 0.22, 0.18)
+    head = _ellipsoid(0.13, 0.13, 0.13).transformed(geo.translation((0.2, 0.0, 0.2)))
+    beak = _ellipsoid(0.09, 0.05, 0.025).transformed(geo.translation((0.33, 0.0, 0.19)))
+    tail = _ellipsoid(0.1, 0.08, 0.06).transformed(
+        geo.translation((-0.28, 0.0, 0.08)) @ geo.rotation_matrix((0, 1, 0), -0.6)
+    )
+    for part, color in ((body, yellow), (head, yellow), (beak, orange), (tail, yellow)):
+        part.tile = tex.plain(rng, TILE, color, amplitude=LOW_TEXTURE_AMPLITUDE)
+    mesh = geo.assemble([body, head, beak, tail], TILE)
+    mesh.apply_transform(geo.rotation_matrix((0, 0, 1), rng.uniform(0, 2 * np.pi)))
+    return geo.normalise(mesh)
+
+
+def make_low_texture_object(seed: int) -> trimesh.Trimesh:
+    """A smooth, low-texture object for every seed (the elevation benchmark's hard case).
+
+    Smooth shading, one or two flat colours, few corners: seed 0 (and every fifth
+    seed) is a yellow toy duck; the others are 2-3 smooth parts (ellipsoids,
+    capsules, bulging bottles, curved handles) glued together as in
+    :func:`make_random_object`, each in one of one or two nearly flat colours
+    (``textures.plain``, +-1.5 grey levels of gentle variation). What there is to
+    match is shading, the boundaries between the colours and the silhouette.
+    z up, bbox centre at the origin, largest extent 1.
+    """
+    rng = np.random.default_rng([0x530074, int(seed)])
+    if seed % 5 == 0:
+        return make_toy_duck(rng)
+    palette = [tex.random_color(rng, 90, 235) for _ in range(int(rng.integers(1, 3)))]
+    parts: list[geo.Part] = []
+    for i in range(int(rng.integers(2, 4))):
+        part = _smooth_primitive(rng)
+        if i == 0:
+            part = part.transformed(geo.rotation_matrix(rng.normal(size=3), rng.uniform(0, 0.6)))
+        else:
+            part = part.transformed(geo.rotation_matrix(rng.normal(size=3), rng.uniform(0, 2 * np.pi)))
+            host = parts[int(rng.integers(len(parts)))]
+            anchor = host.vertices[int(rng.integers(len(host.vertices)))]
+            anchor = anchor + 0.25 * (host.vertices.mean(axis=0) - anchor)
+            contact = part.vertices[int(rng.integers(len(part.vertices)))]
+            part = part.transformed(geo.translation(anchor - contact))
+        part.tile = tex.plain(rng, TILE, palette[i % len(palette)], amplitude=LOW_TEXTURE_AMPLITUDE)
+        parts.append(part)
+    return geo.normalise(geo.assemble(parts, TILE))
+
+
 def main() -> None:
     from . import OBJECTS_DIR, save_object
 
