@@ -50,6 +50,8 @@ setup(
             "ros-jazzy-rosidl-adapter",
             "ros-jazzy-rosidl-parser",
             "kornia>=0.7",
+            # .ci/run lints with it; pinned so that a new ruff release cannot break CI
+            "ruff==0.17.6",
         ],
         "loftr": ["kornia>=0.7"],
     },
