@@ -362,8 +362,7 @@ def from_dict(cls, data: dict | None, prefix: str = ""):
     problems: list[str] = []
     obj = _from_dict(cls, data, prefix, problems)
     if problems:
-        raise ConfigError(problems[0] if len(problems) == 1
-                          else "invalid configuration:\n  " + "\n  ".join(problems))
+        raise ConfigError(problems[0] if len(problems) == 1 else "invalid configuration:\n  " + "\n  ".join(problems))
     return obj
 
 
@@ -563,7 +562,9 @@ def validate(cfg: Config, node: bool = False) -> None:
     if cfg.elevation.matcher == "loftr" and not cfg.elevation.loftr_weights:
         problems.append("elevation.matcher: 'loftr' needs elevation.loftr_weights (indoor_ds_new.ckpt)")
     if cfg.oracle.mesh and not Path(cfg.oracle.mesh).expanduser().exists():
-        problems.append(f"oracle.mesh: {cfg.oracle.mesh} does not exist (a mesh file, or a folder of <object_id>.* meshes)")
+        problems.append(
+            f"oracle.mesh: {cfg.oracle.mesh} does not exist (a mesh file, or a folder of <object_id>.* meshes)"
+        )
     if cfg.oracle.input_c2w and len(cfg.oracle.input_c2w) != 16:
         problems.append(f"oracle.input_c2w: needs 16 numbers (a row-major 4x4 c2w), got {len(cfg.oracle.input_c2w)}")
     if node:
@@ -583,9 +584,11 @@ def require_models(cfg: Config, views: bool = True, backend: bool = True) -> Non
     """
     problems = []
     if views and cfg.views == "zero123" and not cfg.zero123.model:
-        problems.append(f"views: 'zero123' needs zero123.model (--zero123, or ${ZERO123_ENV}): a diffusers folder "
-                        "such as a local copy of kxic/zero123-xl, or zero123-xl.ckpt (README: Weights); "
-                        "none is downloaded")
+        problems.append(
+            f"views: 'zero123' needs zero123.model (--zero123, or ${ZERO123_ENV}): a diffusers folder "
+            "such as a local copy of kxic/zero123-xl, or zero123-xl.ckpt (README: Weights); "
+            "none is downloaded"
+        )
     if views and cfg.views == "oracle":
         if not cfg.oracle.mesh:
             problems.append("views: 'oracle' needs oracle.mesh (the mesh the synthetic views are rendered from)")
@@ -593,9 +596,11 @@ def require_models(cfg: Config, views: bool = True, backend: bool = True) -> Non
             problems.append("views: 'oracle' needs the input camera's pose in the mesh frame: oracle.input_c2w "
                             "(--oracle-c2w), or oracle.mesh_frame (TF) on the node")  # fmt: skip
     if backend and cfg.backend == "sparseneus" and not cfg.sparseneus.checkpoint:
-        problems.append(f"backend: 'sparseneus' needs sparseneus.checkpoint (--sparseneus, or ${SPARSENEUS_ENV}): "
-                        "ckpt_215000.pth from Hugging Face One-2-3-45/code "
-                        "(SparseNeuS_demo_v1/exp/lod0/checkpoints/)")
+        problems.append(
+            f"backend: 'sparseneus' needs sparseneus.checkpoint (--sparseneus, or ${SPARSENEUS_ENV}): "
+            "ckpt_215000.pth from Hugging Face One-2-3-45/code "
+            "(SparseNeuS_demo_v1/exp/lod0/checkpoints/)"
+        )
     if problems:
         raise ConfigError(problems[0] if len(problems) == 1 else "missing weights:\n  " + "\n  ".join(problems))
 
@@ -641,8 +646,10 @@ def check_weight_file(path: Path) -> str:
             except (ValueError, KeyError, TypeError, IndexError):
                 return f"{path} is corrupt: unreadable safetensors header"
             if 8 + header_len + end > size:
-                return (f"{path} is truncated: the safetensors header needs {8 + header_len + end} bytes, "
-                        f"the file has {size}")
+                return (
+                    f"{path} is truncated: the safetensors header needs {8 + header_len + end} bytes, "
+                    f"the file has {size}"
+                )
             return ""
     if head[:2] == b"PK":
         if not zipfile.is_zipfile(path):

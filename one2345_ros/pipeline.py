@@ -1,16 +1,16 @@
 """The whole image-to-mesh pipeline, ROS-free: orchestration only, in numbered steps.
 
-    inputs (prepared once: inputs/prepare.py)
-      1. preprocess       crop to the mask, 256x256 on white, the crop as a virtual camera
-      2. gravity          the elevation from a gravity-aligned camera pose, when there is one
-      3. first views      stage-1 views 0-3 and their neighbours (views/plan.py)
-      4. elevation        the image estimate from the four views 0_0..0_3, then the one choice
-      5. remaining views  the ring the elevation picks, its neighbours; every view posed once
-      6. reconstruct      hull or SparseNeuS -> a signed field (recon/)
-      7. mesh             the one mesh stage for every backend (mesh/)
-      8. scale            canonical frame -> the camera's optical frame in metres (scale.py); with depth, the
-                          visible side then moved onto the measured surface (mesh/fuse_depth.py)
-      9. result           built once, here
+inputs (prepared once: inputs/prepare.py)
+  1. preprocess       crop to the mask, 256x256 on white, the crop as a virtual camera
+  2. gravity          the elevation from a gravity-aligned camera pose, when there is one
+  3. first views      stage-1 views 0-3 and their neighbours (views/plan.py)
+  4. elevation        the image estimate from the four views 0_0..0_3, then the one choice
+  5. remaining views  the ring the elevation picks, its neighbours; every view posed once
+  6. reconstruct      hull or SparseNeuS -> a signed field (recon/)
+  7. mesh             the one mesh stage for every backend (mesh/)
+  8. scale            canonical frame -> the camera's optical frame in metres (scale.py); with depth, the
+                      visible side then moved onto the measured surface (mesh/fuse_depth.py)
+  9. result           built once, here
 """
 
 from __future__ import annotations
