@@ -32,11 +32,10 @@ deforms the mesh so that its visible side agrees with the depth and leaves the r
 
 Faces and vertex colours are kept (the vertices only move). Why deformation rather than
 fusing the depth into the signed grid before marching cubes (a truncated-SDF update, then
-re-extraction): on benchmarks/fusion.py's scenes the grid update left the visible side about
-three times farther from the truth (a single depth image gives the grid per-pixel noise, at the
-grid's resolution, where the plane fit averages a window), although it carved a little more of a
-hull's excess on the hidden side; it also needs the grid, so the mesh stage (cleaning,
-decimation, colours) would run twice. Figures: docs/DESIGN.md "Depth fusion".
+re-extraction): a single depth image gives the grid per-pixel noise at the grid's resolution,
+where the plane fit averages a window; and the grid update needs the grid, so the mesh stage
+(cleaning, decimation, colours) would run twice. ``benchmarks/fusion.py --alternatives``
+measures the grid update beside this one (docs/DESIGN.md "Depth fusion").
 """
 
 from __future__ import annotations
