@@ -140,7 +140,8 @@ class ElevationConfig:
     min_tracks: int = field(default=12, metadata=_at_least(1))
     """Fewer three-view observations than this and no usable silhouettes: no estimate (the fallback is used)."""
     refine_view_poses: bool = True
-    """After the grid search, refine the polar jointly with a small pose error per view (generated views are imperfect)."""
+    """After the grid search, refine the polar jointly with a small pose error per view (generated views are
+    imperfect)."""
     view_pose_sigma_deg: float = field(default=0.5, metadata=_at_least(0.0))
     """Prior standard deviation of each view's pose error in that refinement."""
 
@@ -200,6 +201,23 @@ class MetricConfig:
     """Distance from the camera to the object's centre, when there is no depth (0 = unknown)."""
     object_size_m: float = field(default=0.0, metadata=_at_least(0.0))
     """Largest extent of the object, when there is neither depth nor distance (0 = unknown)."""
+    fuse_depth: bool = True
+    """With depth: move the mesh's visible side onto the measured depth after the fit (mesh/fuse_depth.py); the
+    unseen side stays the reconstruction's. False: the depth only places and scales the reconstruction."""
+    fuse_window_px: int = field(default=2, metadata=_between(1, 10))
+    """Half side of the pixel window a vertex's robust depth is read from: (2 r + 1)^2 pixels."""
+    fuse_max_toward: float = field(default=0.1, metadata=_between(0.0, 1.0))
+    """Largest move of a vertex towards the camera, in bounding-box diagonals of the mesh; nearer readings
+    (an occluder, flying pixels) are ignored."""
+    fuse_max_away: float = field(default=0.3, metadata=_between(0.0, 1.0))
+    """Largest move away from the camera, in bounding-box diagonals: how deep the camera may carve into the
+    reconstruction (a cup's opening that a visual hull closes)."""
+    fuse_falloff: float = field(default=0.02, metadata=_between(0.001, 1.0))
+    """Decay length of the displacement from the measured vertices into their neighbourhood, in bounding-box
+    diagonals (no seam at the silhouette; vertices beyond 4 decay lengths do not move)."""
+    fuse_edge_jump: float = field(default=0.02, metadata=_between(0.001, 1.0))
+    """A depth jump to a neighbouring pixel above this fraction of the range marks an occlusion edge (readings
+    there are not used)."""
 
 
 @dataclass
@@ -336,7 +354,8 @@ def _check_range(value, meta: dict, name: str) -> None:
     if "max" in meta and value > meta["max"]:
         raise ConfigError(f"{name}: must be <= {meta['max']}, got {value}")
     if meta.get("device"):
-        if value not in ("auto", "cpu", "cuda") and not (value.startswith("cuda:") and value[5:].isdigit()):
+        numbered = value.startswith("cuda:") and value[5:].isdigit()
+        if value not in ("auto", "cpu", "cuda") and not numbered:
             raise ConfigError(f"{name}: {value!r} is not 'auto', 'cpu', 'cuda' or 'cuda:N'")
 
 
@@ -348,7 +367,7 @@ def from_dict(cls, data: dict | None, prefix: str = ""):
     problems: list[str] = []
     obj = _from_dict(cls, data, prefix, problems)
     if problems:
-        raise ConfigError("; ".join(problems) if len(problems) == 1 else "invalid configuration:\n  " + "\n  ".join(problems))
+        raise ConfigError(problems[0] if len(problems) == 1 else "invalid configuration:\n  " + "\n  ".join(problems))
     return obj
 
 
@@ -455,9 +474,9 @@ def parse_override(text: str) -> tuple[str, Any]:
         raise ConfigError(f"--set {text!r}: value is not valid YAML: {exc}") from exc
     if parsed is None:
         parsed = ""
-    if isinstance(parsed, (int, float)) and not isinstance(parsed, bool) and typing.get_origin(_field_type(key)) is None:
-        if _field_type(key) is str:  # a number where a string is expected (e.g. a file named 123)
-            parsed = value
+    number = isinstance(parsed, (int, float)) and not isinstance(parsed, bool)
+    if number and typing.get_origin(_field_type(key)) is None and _field_type(key) is str:
+        parsed = value  # a number where a string is expected (e.g. a file named 123)
     return key.strip(), parsed
 
 
@@ -548,7 +567,9 @@ def validate(cfg: Config, node: bool = False) -> None:
     if cfg.elevation.matcher == "loftr" and not cfg.elevation.loftr_weights:
         problems.append("elevation.matcher: 'loftr' needs elevation.loftr_weights (indoor_ds_new.ckpt)")
     if cfg.oracle.mesh and not Path(cfg.oracle.mesh).expanduser().exists():
-        problems.append(f"oracle.mesh: {cfg.oracle.mesh} does not exist (a mesh file, or a folder of <object_id>.* meshes)")
+        problems.append(
+            f"oracle.mesh: {cfg.oracle.mesh} does not exist (a mesh file, or a folder of <object_id>.* meshes)"
+        )
     if cfg.oracle.input_c2w and len(cfg.oracle.input_c2w) != 16:
         problems.append(f"oracle.input_c2w: needs 16 numbers (a row-major 4x4 c2w), got {len(cfg.oracle.input_c2w)}")
     if node:
@@ -568,8 +589,11 @@ def require_models(cfg: Config, views: bool = True, backend: bool = True) -> Non
     """
     problems = []
     if views and cfg.views == "zero123" and not cfg.zero123.model:
-        problems.append(f"views: 'zero123' needs zero123.model (--zero123, or ${ZERO123_ENV}): a diffusers folder such "
-                        "as a local copy of kxic/zero123-xl, or zero123-xl.ckpt (README: Weights); none is downloaded")  # fmt: skip
+        problems.append(
+            f"views: 'zero123' needs zero123.model (--zero123, or ${ZERO123_ENV}): a diffusers folder "
+            "such as a local copy of kxic/zero123-xl, or zero123-xl.ckpt (README: Weights); "
+            "none is downloaded"
+        )
     if views and cfg.views == "oracle":
         if not cfg.oracle.mesh:
             problems.append("views: 'oracle' needs oracle.mesh (the mesh the synthetic views are rendered from)")
@@ -577,8 +601,11 @@ def require_models(cfg: Config, views: bool = True, backend: bool = True) -> Non
             problems.append("views: 'oracle' needs the input camera's pose in the mesh frame: oracle.input_c2w "
                             "(--oracle-c2w), or oracle.mesh_frame (TF) on the node")  # fmt: skip
     if backend and cfg.backend == "sparseneus" and not cfg.sparseneus.checkpoint:
-        problems.append(f"backend: 'sparseneus' needs sparseneus.checkpoint (--sparseneus, or ${SPARSENEUS_ENV}): "
-                        "ckpt_215000.pth from Hugging Face One-2-3-45/code (SparseNeuS_demo_v1/exp/lod0/checkpoints/)")  # fmt: skip
+        problems.append(
+            f"backend: 'sparseneus' needs sparseneus.checkpoint (--sparseneus, or ${SPARSENEUS_ENV}): "
+            "ckpt_215000.pth from Hugging Face One-2-3-45/code "
+            "(SparseNeuS_demo_v1/exp/lod0/checkpoints/)"
+        )
     if problems:
         raise ConfigError(problems[0] if len(problems) == 1 else "missing weights:\n  " + "\n  ".join(problems))
 
@@ -624,7 +651,10 @@ def check_weight_file(path: Path) -> str:
             except (ValueError, KeyError, TypeError, IndexError):
                 return f"{path} is corrupt: unreadable safetensors header"
             if 8 + header_len + end > size:
-                return f"{path} is truncated: the safetensors header needs {8 + header_len + end} bytes, the file has {size}"
+                return (
+                    f"{path} is truncated: the safetensors header needs {8 + header_len + end} bytes, "
+                    f"the file has {size}"
+                )
             return ""
     if head[:2] == b"PK":
         if not zipfile.is_zipfile(path):

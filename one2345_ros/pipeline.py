@@ -1,15 +1,16 @@
 """The whole image-to-mesh pipeline, ROS-free: orchestration only, in numbered steps.
 
-    inputs (prepared once: inputs/prepare.py)
-      1. preprocess       crop to the mask, 256x256 on white, the crop as a virtual camera
-      2. gravity          the elevation from a gravity-aligned camera pose, when there is one
-      3. first views      stage-1 views 0-3 and their neighbours (views/plan.py)
-      4. elevation        the image estimate from the four views 0_0..0_3, then the one choice
-      5. remaining views  the ring the elevation picks, its neighbours; every view posed once
-      6. reconstruct      hull or SparseNeuS -> a signed field (recon/)
-      7. mesh             the one mesh stage for every backend (mesh/)
-      8. scale            canonical frame -> the camera's optical frame in metres (scale.py)
-      9. result           built once, here
+inputs (prepared once: inputs/prepare.py)
+  1. preprocess       crop to the mask, 256x256 on white, the crop as a virtual camera
+  2. gravity          the elevation from a gravity-aligned camera pose, when there is one
+  3. first views      stage-1 views 0-3 and their neighbours (views/plan.py)
+  4. elevation        the image estimate from the four views 0_0..0_3, then the one choice
+  5. remaining views  the ring the elevation picks, its neighbours; every view posed once
+  6. reconstruct      hull or SparseNeuS -> a signed field (recon/)
+  7. mesh             the one mesh stage for every backend (mesh/)
+  8. scale            canonical frame -> the camera's optical frame in metres (scale.py); with depth, the
+                      visible side then moved onto the measured surface (mesh/fuse_depth.py)
+  9. result           built once, here
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from .elevation.choice import choose_elevation
 from .elevation.gravity import gravity_elevation
 from .geometry import cameras as cam
 from .mesh import make_mesh
+from .mesh.fuse_depth import fuse_depth
 from .preprocess import preprocess
 from .results.planner import object_frame
 from .results.result import ReconstructionResult, failed_result
@@ -193,7 +195,8 @@ class Pipeline:
         stage("mesh")
         each("mesh", lambda it: _mesh(it, cfg.mesh))
 
-        # 8. Scale: canonical -> camera frame in metres when a scale source exists
+        # 8. Scale: canonical -> camera frame in metres when a scale source exists; with depth, the measured
+        #    surface then replaces the object's visible side (metric.fuse_depth), timed as scale.fuse_depth
         stage("scale")
         each("scale", lambda it: _scale(it, cfg.metric))
 
@@ -353,7 +356,9 @@ def _message(exc: BaseException) -> str:
 
 
 def _scale(it: _Object, cfg: C.MetricConfig) -> None:
-    """Step 8: needs the intrinsics (camera_info) and one of depth, object_distance_m, object_size_m."""
+    """Step 8: needs the intrinsics (camera_info) and one of depth, object_distance_m, object_size_m. With
+    depth and ``metric.fuse_depth``, the metric mesh's visible side is then moved onto this object's depth
+    inside its own mask (mesh/fuse_depth.py); its diagnostics go under ``fuse_depth``."""
     inputs = it.inputs
     has_scale = inputs.depth is not None or cfg.object_distance_m > 0 or cfg.object_size_m > 0
     if inputs.K is None:
@@ -362,7 +367,8 @@ def _scale(it: _Object, cfg: C.MetricConfig) -> None:
         return
     fit = fit_metric(it.mesh, it.polar, inputs.K, it.pre.crop, it.pre.source_mask, inputs.depth, cfg)
     if fit is None:
-        it.scale_diagnostics = {"metric_note": "no scale source (depth, metric.object_distance_m, metric.object_size_m)"}
+        note = "no scale source (depth, metric.object_distance_m, metric.object_size_m)"
+        it.scale_diagnostics = {"metric_note": note}
         return
     it.scale_diagnostics = {"object_distance_m": fit.distance_m}
     if fit.depth_residual_m is not None:
@@ -370,6 +376,10 @@ def _scale(it: _Object, cfg: C.MetricConfig) -> None:
     it.scaled = _Scale("camera_optical", inputs.frame_id or "camera_optical_frame", "m", fit.source,
                        fit.canonical_to_camera)  # fmt: skip
     it.mesh.apply_transform(fit.canonical_to_camera)
+    if fit.source == "depth" and cfg.fuse_depth:
+        with it.timer.stage("scale.fuse_depth"):
+            it.mesh, it.scale_diagnostics["fuse_depth"] = fuse_depth(it.mesh, inputs.depth, inputs.K,
+                                                                     it.pre.source_mask, cfg)  # fmt: skip
 
 
 def make_generator(cfg: C.Config) -> ViewGenerator | None:
