@@ -37,12 +37,13 @@ from sparseneus_fixtures import fibonacci_directions, make_checkpoint, sphere_co
 from zero123_tiny import tiny_components
 
 from one2345_ros.cli.main import main
-from one2345_ros.config import MeshConfig, SparseNeuSConfig
+from one2345_ros.config import MeshConfig, MetricConfig, SparseNeuSConfig
 from one2345_ros.evaluation.mesh_metrics import compare_meshes
 from one2345_ros.geometry import cameras as cam
 from one2345_ros.geometry.render import Renderer
 from one2345_ros.mesh import make_mesh
 from one2345_ros.mesh.files import load_mesh
+from one2345_ros.mesh.fuse_depth import fuse_depth
 from one2345_ros.recon.sparseneus import reconstruct_sparseneus
 from one2345_ros.recon.sparseneus.checkpoint import load_sparseneus
 from one2345_ros.recon.sparseneus.network import ONE2345_ARCH
@@ -275,11 +276,11 @@ def _stage2_sources(folder: Path) -> ViewSet:
     return views
 
 
-def test_the_mesh_is_sparseneus_of_the_written_views_with_the_networks_colours(dense, models):
+def test_the_mesh_is_sparseneus_of_the_written_views_with_the_networks_colours(dense, models, scene):
     """The library, from the result folder's own artefacts (views/, the checkpoint, the recorded config),
     reproduces the PLY: SparseNeuS of the 32 stage-2 views through the one mesh stage, mapped by
-    canonical_to_frame; so the views written are the views reconstructed, and the colours are the rendering
-    network's (mesh.colors auto), not the views' projected onto the mesh."""
+    canonical_to_frame and fused with the depth; so the views written are the views reconstructed, and the
+    colours are the rendering network's (mesh.colors auto), not the views' projected onto the mesh."""
     doc, mesh = dense["doc"], dense["mesh"]
     sources = _stage2_sources(dense["out"] / "views")
     assert len(sources.names) == 32
@@ -290,8 +291,15 @@ def test_the_mesh_is_sparseneus_of_the_written_views_with_the_networks_colours(d
     canonical = make_mesh(surface, sources, mesh_cfg)
     T = np.asarray(doc["canonical_to_frame"])
     np.testing.assert_array_equal(canonical.faces, mesh.faces)
+    # with depth, the metric mesh's visible side is then moved onto the measured depth (metric.fuse_depth)
+    assert doc["config"]["metric"]["fuse_depth"] and "fuse_depth" in doc["diagnostics"]
+    metric = canonical.copy()
+    metric.apply_transform(T)
+    fused, _ = fuse_depth(metric, np.where(scene["depth_m"] > 0, scene["depth_m"], np.nan), K, scene["mask"],
+                          MetricConfig(**doc["config"]["metric"]))  # fmt: skip
+    assert np.abs(fused.vertices - metric.vertices).max() > 1e-4  # fusion moved the visible side
     # PLY stores float32: |v| ~ 0.5 m -> ~3e-8 m rounding
-    np.testing.assert_allclose(cam.transform_points(T, canonical.vertices), mesh.vertices, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(fused.vertices, mesh.vertices, rtol=0, atol=1e-6)
     got = np.asarray(mesh.visual.vertex_colors)[:, :3].astype(int)
     assert np.abs(np.asarray(canonical.visual.vertex_colors)[:, :3] - got).max() <= 1  # truncation to uint8
     projected = make_mesh(surface, sources, MeshConfig(**{**doc["config"]["mesh"], "colors": "views"}))
