@@ -89,6 +89,7 @@ class NodeSession:
         self._own_context = False
         self._camera_timer = None
         self._published = 0
+        self._service_client = None
 
     def __enter__(self) -> NodeSession:
         if not rclpy.ok():
@@ -188,20 +189,19 @@ class NodeSession:
     # ------------------------------------------------------------ requests
     def call(self, object_id: str = "", timeout_s: float = 600.0, request=None) -> Answer:
         """Call reconstruct_object (empty images: the latest synchronised set) and wait for the answer."""
-        cli = self.client.create_client(ReconstructObject, "reconstruct_object")
-        try:
-            if not cli.wait_for_service(timeout_sec=10.0):
-                raise RuntimeError("service reconstruct_object is not advertised")
-            if request is None:
-                request = ReconstructObject.Request()
-                request.object_id = object_id
-            t0 = time.perf_counter()
-            future = cli.call_async(request)
-            done = threading.Event()
-            future.add_done_callback(lambda _: done.set())
-            if not done.wait(timeout_s):
-                cli.remove_pending_request(future)
-                raise TimeoutError(f"reconstruct_object did not answer in {timeout_s:g} s")
-            return Answer(future.result(), time.perf_counter() - t0)
-        finally:
-            self.client.destroy_client(cli)
+        if self._service_client is None:  # one client for every call
+            self._service_client = self.client.create_client(ReconstructObject, "reconstruct_object")
+        cli = self._service_client
+        if not cli.wait_for_service(timeout_sec=10.0):
+            raise RuntimeError("service reconstruct_object is not advertised")
+        if request is None:
+            request = ReconstructObject.Request()
+            request.object_id = object_id
+        t0 = time.perf_counter()
+        future = cli.call_async(request)
+        done = threading.Event()
+        future.add_done_callback(lambda _: done.set())
+        if not done.wait(timeout_s):
+            cli.remove_pending_request(future)
+            raise TimeoutError(f"reconstruct_object did not answer in {timeout_s:g} s")
+        return Answer(future.result(), time.perf_counter() - t0)
