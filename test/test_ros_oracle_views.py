@@ -8,8 +8,7 @@ import pytest
 from one2345_ros.config import Config
 from one2345_ros.pipeline import Pipeline
 from one2345_ros.ros.oracle_views import OracleViewsPipeline
-from one2345_ros.synthetic.assets import object_path
-from one2345_ros.synthetic.assets import load_object
+from one2345_ros.synthetic.assets import load_object, object_path
 from one2345_ros.synthetic.scenes import scene_camera, scene_draw
 from one2345_ros.types import InputError, ReconstructionInputs
 
@@ -49,8 +48,8 @@ def _camera():
 
 
 def _inputs(object_id="mallet"):
-    return ReconstructionInputs(image=np.full((8, 8, 3), 255, np.uint8), mask=np.ones((8, 8), bool), object_id=object_id,
-                                frame_id="cam", stamp_ns=7)  # fmt: skip
+    return ReconstructionInputs(image=np.full((8, 8, 3), 255, np.uint8), mask=np.ones((8, 8), bool),
+                                object_id=object_id, frame_id="cam", stamp_ns=7)  # fmt: skip
 
 
 def test_a_pipeline_with_the_pose_from_tf_loads():
@@ -89,7 +88,7 @@ def test_a_fixed_pose_parameter_needs_no_lookup_and_a_failed_lookup_is_a_reason(
     def no_tf(frame_id, stamp_ns):
         raise LookupError("frame world does not exist")
 
-    with pytest.raises(InputError, match="no transform world <- cam at the image stamp.*does not exist"):
+    with pytest.raises(InputError, match=r"no transform world <- cam at the image stamp .*does not exist"):
         OracleViewsPipeline(Recording(_config()), no_tf).reconstruct(_inputs())
     with pytest.raises(InputError, match="needs the input camera's pose"):
         OracleViewsPipeline(Recording(_config()), None).reconstruct(_inputs())

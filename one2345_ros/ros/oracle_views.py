@@ -11,7 +11,8 @@ per request, the camera's pose in the TF frame ``oracle.mesh_frame`` at the imag
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -49,13 +50,14 @@ class OracleViewsPipeline:
         if oracle.input_c2w:
             return np.asarray(oracle.input_c2w, dtype=np.float64).reshape(4, 4)
         if self._lookup is None:
-            raise InputError("views: 'oracle' needs the input camera's pose: set oracle.input_c2w, or oracle.mesh_frame "
-                             "with tf2_ros installed")  # fmt: skip
+            raise InputError("views: 'oracle' needs the input camera's pose: set oracle.input_c2w, or "
+                             "oracle.mesh_frame with tf2_ros installed")  # fmt: skip
         try:
             return np.asarray(self._lookup(inputs.frame_id, inputs.stamp_ns), dtype=np.float64)
         except Exception as exc:
-            raise InputError(f"views: 'oracle': no transform {oracle.mesh_frame} <- {inputs.frame_id or '(no frame_id)'} "
-                             f"at the image stamp ({type(exc).__name__}: {exc})") from exc  # fmt: skip
+            camera = inputs.frame_id or "(no frame_id)"
+            raise InputError(f"views: 'oracle': no transform {oracle.mesh_frame} <- {camera} at the image stamp "
+                             f"({type(exc).__name__}: {exc})") from exc  # fmt: skip
 
     def generator(self, inputs: ReconstructionInputs):
         """The oracle of this request (kept while the object and pose stay the same: renderer built once)."""
