@@ -120,10 +120,11 @@ class NodeSession:
             raise RuntimeError("the node did not activate (see its log above)")
 
     def __exit__(self, *exc) -> None:
-        if self._camera_timer is not None:
-            self._camera_timer.cancel()
+        # The executor first: a camera tick it had already taken failed on a cancelled timer.
         if self._executor is not None:
             self._executor.shutdown(timeout_sec=2.0)
+        if self._camera_timer is not None:
+            self._camera_timer.cancel()
         if self.node is not None:
             self.node.destroy_node()
         if self.client is not None:
