@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,13 +83,11 @@ class Pipeline:
         """Drop the models and free accelerator memory."""
         self.generator = None
         self.reconstructor = None
-        try:
-            import torch
-
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        except ImportError:
-            pass
+        # Only a process that imported torch can hold accelerator memory: importing it here just to
+        # ask cost 2-5 s at every node deactivate/shutdown with torch-free pipelines (oracle + hull).
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
     # ----------------------------------------------------------------- reconstruct
 

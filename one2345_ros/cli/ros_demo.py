@@ -71,6 +71,7 @@ def run(args) -> int:
                           "without apt ROS: tools/ros_jazzy_env.sh .cache/ros_jazzy && source "
                           ".cache/ros_jazzy/setup.bash (docs/ros.md)") from None  # fmt: skip
 
+    _interrupt_on_signals()
     out = Path(args.out).expanduser().resolve()
     base = load_args_config(args)
     name = args.object
@@ -117,6 +118,19 @@ def _compare(name, scene, obj, true_mesh, mesh_from_message) -> dict:
     return {"elevation_deg": float(obj.elevation_deg), "elevation_error_deg": abs(float(obj.elevation_deg)
                                                                                    - scene.elevation_deg),
             "chamfer_l1": scores.chamfer_l1, "f_score": scores.f_score, "faces": len(faces)}  # fmt: skip
+
+
+def _interrupt_on_signals() -> None:
+    """SIGINT and SIGTERM end the command cleanly (node destroyed, rclpy shut down): both raise
+    KeyboardInterrupt. Installed explicitly: a process started in the background by a shell, or by
+    ``ros2 launch demo:=true``, inherits SIGINT ignored, and launch stops it with SIGINT, then SIGTERM."""
+    import signal
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, interrupt)
 
 
 def _hold(seconds: float) -> None:
