@@ -15,6 +15,7 @@ inputs (prepared once: inputs/prepare.py)
 
 from __future__ import annotations
 
+import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,13 +85,11 @@ class Pipeline:
         """Drop the models and free accelerator memory."""
         self.generator = None
         self.reconstructor = None
-        try:
-            import torch
-
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        except ImportError:
-            pass
+        # Only a process that imported torch can hold accelerator memory: importing it here just to
+        # ask cost 2-5 s at every node deactivate/shutdown with torch-free pipelines (oracle + hull).
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
     # ----------------------------------------------------------------- reconstruct
 
@@ -206,13 +205,21 @@ class Pipeline:
         return [self._result(it, shared, len(live)) for it in items]
 
     def _per_object_oracles(self) -> bool:
-        return self.cfg.views == "oracle" and bool(self.cfg.oracle.mesh) and Path(self.cfg.oracle.mesh).is_dir()
+        """Oracles built per object or request: a folder of meshes, or no fixed input pose (the node
+        looks the camera up in oracle.mesh_frame by TF and passes the oracle as ``generators``)."""
+        oracle = self.cfg.oracle
+        return self.cfg.views == "oracle" and bool(oracle.mesh) and (_oracle_needs_pose(self.cfg)
+                                                                       or Path(oracle.mesh).is_dir())  # fmt: skip
 
     def generator_for(self, inputs: ReconstructionInputs) -> ViewGenerator:
         """The view generator of one object: the pipeline's (Zero123, or one given in code), or with
         ``views: oracle`` and a folder as ``oracle.mesh``, the oracle of ``<folder>/<object_id>.*``."""
         if self.generator is None and self._per_object_oracles():
             from .views.oracle import oracle_from_config
+
+            if _oracle_needs_pose(self.cfg):
+                raise InputError("views: 'oracle' without oracle.input_c2w: the input camera's pose comes with each "
+                                 "request (the node looks it up in oracle.mesh_frame by TF)")  # fmt: skip
 
             return oracle_from_config(self.cfg.oracle, self.cfg.preprocess.fill_ratio, object_id=inputs.object_id)
         return self.generator
@@ -382,11 +389,16 @@ def _scale(it: _Object, cfg: C.MetricConfig) -> None:
                                                                      it.pre.source_mask, cfg)  # fmt: skip
 
 
+def _oracle_needs_pose(cfg: C.Config) -> bool:
+    """views: oracle with the input pose from TF (oracle.mesh_frame) rather than oracle.input_c2w."""
+    return not cfg.oracle.input_c2w and bool(cfg.oracle.mesh_frame)
+
+
 def make_generator(cfg: C.Config) -> ViewGenerator | None:
     """The configured view generator: Zero123 from its weights, or the oracle from its mesh and camera pose
     (None for a folder of meshes: one oracle per object, see Pipeline.generator_for)."""
     C.require_models(cfg, backend=False)
-    if cfg.views == "oracle" and Path(cfg.oracle.mesh).is_dir():
+    if cfg.views == "oracle" and (_oracle_needs_pose(cfg) or Path(cfg.oracle.mesh).is_dir()):
         return None
     if cfg.views == "zero123":
         from .views.zero123.generator import Zero123Generator

@@ -87,7 +87,9 @@ def test_the_cycle_finder_finds_cycles():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 
-def test_rclpy_is_imported_by_the_node_only():
+def test_rclpy_is_imported_by_the_node_and_its_client_only():
+    """ros/node.py (the node) and ros/client.py (the node in-process plus a camera and a service client,
+    for ``one2345 ros-demo`` and the benchmarks). The CLI imports the client inside its command only."""
     importers = set()
     for path in PACKAGE.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
@@ -95,7 +97,7 @@ def test_rclpy_is_imported_by_the_node_only():
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else [])  # fmt: skip
             if any(m == "rclpy" or m.startswith("rclpy.") for m in mods):
                 importers.add(_module_name(path))
-    assert importers == {"one2345_ros.ros.node"}
+    assert importers == {"one2345_ros.ros.node", "one2345_ros.ros.client"}
 
 
 @pytest.mark.parametrize("package", PRODUCTION)
@@ -115,11 +117,11 @@ def test_top_level_is_small_and_folders_follow_the_pipeline():
 
 
 def test_the_command_line_starts_without_torch():
-    """Every command's parser is built at start: building them must not import torch or diffusers (seconds),
+    """Every command's parser is built at start: building them must not import torch, diffusers or rclpy (seconds),
     so that a bad flag or value is answered at once."""
     import subprocess
     import sys
 
-    code = "import sys, one2345_ros.cli.main as m; m.build_parser(); print(sorted(k for k in ('torch', 'diffusers', 'trimesh', 'cv2') if k in sys.modules))"  # noqa: E501
+    code = "import sys, one2345_ros.cli.main as m; m.build_parser(); print(sorted(k for k in ('torch', 'diffusers', 'trimesh', 'cv2', 'rclpy') if k in sys.modules))"  # noqa: E501
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60).stdout
     assert out.strip() == "[]"

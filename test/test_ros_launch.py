@@ -36,7 +36,8 @@ def launch_module(monkeypatch):
     modules = {
         "launch": {"LaunchDescription": type("LaunchDescription", (Recorded,), {})},
         "launch.actions": {"DeclareLaunchArgument": type("DeclareLaunchArgument", (Recorded,), {}),
-                           "OpaqueFunction": type("OpaqueFunction", (Recorded,), {})},
+                           "OpaqueFunction": type("OpaqueFunction", (Recorded,), {}),
+                           "ExecuteProcess": type("ExecuteProcess", (Recorded,), {})},
         "launch.conditions": {"IfCondition": IfCondition},
         "launch.substitutions": {"LaunchConfiguration": LaunchConfiguration},
         "launch_ros": {},
@@ -89,3 +90,14 @@ def test_node_remappings_parameters_and_rviz(launch_module):
     context["device"] = ""
     node, _ = _nodes(description, context)
     assert node.kwargs["parameters"][1] == {}  # empty device: the params file decides
+
+
+def test_demo_runs_ros_demo_instead_of_the_bare_node(launch_module):
+    description = launch_module.generate_launch_description()
+    context = dict(_declared(description))
+    assert context["demo"] == "false"
+    context.update(demo="true", use_rviz="true")
+    demo, rviz = _nodes(description, context)
+    assert type(demo).__name__ == "ExecuteProcess"
+    assert demo.kwargs["cmd"][1:] == ["-m", "one2345_ros.cli.main", "ros-demo", "--hold", "--out", "one2345-ros-demo"]
+    assert rviz.kwargs["arguments"][-2:] == ["-f", "one2345_demo_camera"]

@@ -11,10 +11,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import bag, convert, demo, elevation, reconstruct, reconstruct_views
+from . import bag, convert, demo, elevation, reconstruct, reconstruct_views, ros_demo
 from .common import EXIT_BAD_INPUT, EXIT_INTERNAL, debug, error_message
 
-COMMANDS = (demo, reconstruct, reconstruct_views, elevation, bag, convert)
+COMMANDS = (demo, ros_demo, reconstruct, reconstruct_views, elevation, bag, convert)
 """Each exposes ``add_parser(subparsers)``; the parser's ``func`` runs it."""
 
 

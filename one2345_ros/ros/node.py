@@ -51,6 +51,7 @@ from ..srv import ReconstructObject
 from . import images
 from .factory import RclpyFactory
 from .inputs import InputMessages, has_image
+from .oracle_views import OracleViewsPipeline
 from .params import config_from_parameters, default_parameters
 from .publications import PER_REQUEST, build_request_publications
 from .reconstructor import Outcome, Reconstructor, Request
@@ -128,8 +129,15 @@ class ReconstructorNode(LifecycleNode):
     def __init__(self, pipeline_factory=default_pipeline_factory, on_finalized=None,
                  **node_kwargs):  # fmt: skip
         # Overrides from the YAML are declared as given, so misspelt names reach validation
-        # (and stop the node) instead of being silently ignored.
-        super().__init__(NODE_NAME, automatically_declare_parameters_from_overrides=True, **node_kwargs)
+        # (and stop the node) instead of being silently ignored. Declared here rather than by
+        # rclpy (automatically_declare_parameters_from_overrides): an empty list in a parameter
+        # file (params.yaml's oracle.input_c2w: []) arrives untyped (NOT_SET), which rclpy refuses
+        # to declare statically typed, and the node died at start. Dynamically typed, it reads as
+        # unset and its default applies; config validation checks every value's type.
+        super().__init__(NODE_NAME, **node_kwargs)
+        for name, override in getattr(self, "_parameter_overrides", {}).items():
+            if not self.has_parameter(name):
+                self.declare_parameter(name, override.value, ParameterDescriptor(dynamic_typing=True))
         for name, default in default_parameters().items():
             if not self.has_parameter(name):
                 self.declare_parameter(name, default, ParameterDescriptor(dynamic_typing=True))
@@ -143,6 +151,7 @@ class ReconstructorNode(LifecycleNode):
         self._publish_config = None
         self._tf_pub = None
         self._tf_message_type = None
+        self._tf_buffer = None
         self._bridge = None
         self._inputs_enabled = False
         self._static_transforms: dict[str, TransformStamped] = {}
@@ -206,13 +215,20 @@ class ReconstructorNode(LifecycleNode):
         bridge = self._optional("cv_bridge", missing)
         self._bridge = bridge.CvBridge() if bridge is not None else None
         tf2_msgs = self._optional("tf2_msgs.msg", missing) if cfg.publish_tf else None
-        gravity = None
-        if cfg.gravity_frame:
+        gravity = oracle_pose = None
+        oracle = self.settings.oracle
+        oracle_tf = self.settings.views == "oracle" and not oracle.input_c2w and bool(oracle.mesh_frame)
+        if cfg.gravity_frame or oracle_tf:
             tf2_ros = self._optional("tf2_ros", missing)
-            if tf2_ros is None and self.settings.elevation.source == "gravity":
+            if tf2_ros is None and self.settings.elevation.source == "gravity" and cfg.gravity_frame:
                 raise ConfigError("elevation.source: 'gravity' needs tf2_ros, which does not import "
                                   f"({missing[-1][1]})")  # fmt: skip
-            gravity = self._gravity_lookup(tf2_ros) if tf2_ros is not None else None
+            if tf2_ros is None and oracle_tf:
+                raise ConfigError("views: 'oracle' with oracle.mesh_frame needs tf2_ros, which does not import "
+                                  f"({missing[-1][1]}); set oracle.input_c2w instead")  # fmt: skip
+            if tf2_ros is not None:
+                gravity = self._tf_lookup(tf2_ros, cfg.gravity_frame) if cfg.gravity_frame else None
+                oracle_pose = self._tf_lookup(tf2_ros, oracle.mesh_frame) if oracle_tf else None
         collision_object = None
         if cfg.publish_collision_object:
             moveit = self._optional("moveit_msgs.msg", missing)
@@ -222,7 +238,13 @@ class ReconstructorNode(LifecycleNode):
         self._publish_config = replace(cfg, publish_tf=cfg.publish_tf and tf2_msgs is not None,
                                        publish_collision_object=collision_object is not None)  # fmt: skip
 
-        self.core = Reconstructor(self.settings, self._pipeline_factory,
+        factory = self._pipeline_factory
+        if self.settings.views == "oracle":  # synthetic views of a known mesh, the input pose per request
+
+            def factory(config, make=self._pipeline_factory):
+                return OracleViewsPipeline(make(config), oracle_pose)
+
+        self.core = Reconstructor(self.settings, factory,
                                   log=self.get_logger(), clock_ns=lambda: self.get_clock().now().nanoseconds,
                                   gravity_lookup=gravity)  # fmt: skip
         self._pubs = {}
@@ -266,18 +288,21 @@ class ReconstructorNode(LifecycleNode):
         self._entities.append((kind, entity))
         return entity
 
-    def _gravity_lookup(self, tf2_ros):
-        """TF lookup of the camera's pose in ros.gravity_frame at the image stamp (blocks one
-        request thread for at most ros.tf_timeout_s; the listener runs on the executor)."""
+    def _tf_lookup(self, tf2_ros, target_frame: str):
+        """TF lookup of the camera's pose in ``target_frame`` (ros.gravity_frame, oracle.mesh_frame) at
+        the image stamp (blocks its thread for at most ros.tf_timeout_s; the listener runs on the
+        executor). One buffer and listener per configure, shared by every lookup."""
         from rclpy.duration import Duration
         from rclpy.time import Time
 
         cfg = self.settings.ros
-        buffer = tf2_ros.Buffer()
-        self._track("tf_listener", tf2_ros.TransformListener(buffer, self))
+        if self._tf_buffer is None:
+            self._tf_buffer = tf2_ros.Buffer()
+            self._track("tf_listener", tf2_ros.TransformListener(self._tf_buffer, self))
+        buffer = self._tf_buffer
 
         def lookup(frame_id: str, stamp_ns: int):
-            stamped = buffer.lookup_transform(cfg.gravity_frame, frame_id, Time(nanoseconds=stamp_ns),
+            stamped = buffer.lookup_transform(target_frame, frame_id, Time(nanoseconds=stamp_ns),
                                               timeout=Duration(seconds=cfg.tf_timeout_s))  # fmt: skip
             return transform_to_matrix(stamped.transform)
 
@@ -360,6 +385,7 @@ class ReconstructorNode(LifecycleNode):
             except Exception as exc:  # keep destroying the rest
                 self.get_logger().error(f"destroying a {kind} failed: {type(exc).__name__}: {exc}")
         self._pubs, self._tf_pub, self._bridge, self._inputs_enabled = {}, None, None, False
+        self._tf_buffer = None
         self._static_transforms.clear()
         self.configured = self.activated = False
 
