@@ -133,7 +133,8 @@ def test_every_output_matches_the_result_and_reaches_a_late_subscriber(make_node
 
     from one2345_ros.msg import ReconstructedObject
     from one2345_ros.results.contact_sheet import contact_sheet
-    from one2345_ros.ros.messages import mesh_arrays, object_position
+    from one2345_ros.ros.messages import mesh_arrays
+    from one2345_ros.ros.transforms import transform_to_matrix
 
     _, client, _, _ = make_node()
     response = _call(client, _request("mug", 2_000_000_000))
@@ -179,8 +180,8 @@ def test_every_output_matches_the_result_and_reaches_a_late_subscriber(make_node
 
     (transform,) = [t for t in got["tf"][0].transforms if t.child_frame_id == "one2345/mug"]
     assert transform.header.frame_id == "cam_optical"
-    t = transform.transform.translation
-    np.testing.assert_allclose([t.x, t.y, t.z], object_position(vertices), atol=1e-9)
+    # the object frame is the result's oriented bounding box (object_pose), in the camera frame
+    np.testing.assert_allclose(transform_to_matrix(transform.transform), truth.object_pose, atol=1e-9)
 
 
 def test_service_uses_the_latest_synchronised_pair(make_node):
