@@ -21,7 +21,7 @@ MIN_VISIBLE_VIEWS = 2
 
 def inplace_abn(bn, x: torch.Tensor) -> torch.Tensor:
     if bn.bn_mode == "batch":
-        dims = [0] + list(range(2, x.dim()))
+        dims = [0, *range(2, x.dim())]
         mean, var = x.mean(dim=dims), x.var(dim=dims, unbiased=False)
     else:
         mean, var = bn.running_mean, bn.running_var
@@ -345,3 +345,69 @@ def reconstruct(net, images: torch.Tensor, proj: torch.Tensor, centers: torch.Te
 
     return {"fused": fused, "compressed": compressed, "mask": mask, "cost": cost, "volume": volume, "grid": grid,
             "evaluations": evaluations, "colors": colors}  # fmt: skip
+
+
+# ------------------------------------------------------------ the comparison
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    """max |a - b| / max |b|."""
+    return float((a.float() - b.float()).abs().max() / b.float().abs().max().clamp(min=1e-30))
+
+
+def compare_with_reference(net, views, cfg, mesh_cfg=None) -> dict:
+    """The package (``reconstruct_sparseneus`` and the one mesh stage) against the reference chain on the same
+    inputs: the differences of every stage's output, the SDF grid, the meshes and the colours.
+
+    ``colors_*`` compare the two colour functions on the same vertices (the reference mesh's, normalised), so
+    they measure the colour stage plus the rounding of the volume and features it reads; ``mesh_*`` compare
+    the two final meshes, each with its own colours.
+    """
+    from scipy.spatial import cKDTree
+
+    from one2345_ros.mesh import make_mesh
+    from one2345_ros.mesh.extract import SdfGrid, Surface, extract_mesh
+    from one2345_ros.recon.sparseneus import reconstruct_sparseneus
+    from one2345_ros.recon.sparseneus.frame import reconstruction_frame
+
+    inter: dict = {}
+    surface = reconstruct_sparseneus(views, cfg, net, intermediates=inter)
+    mesh = make_mesh(surface, views, mesh_cfg)
+    centers = torch.from_numpy(reconstruction_frame(views).c2w[:, :3, 3]).float()
+    ref = reconstruct(net, inter["images"], inter["proj"], centers, cfg.volume_resolution, cfg.mesh_resolution,
+                      cfg.mesh_near_surface)  # fmt: skip
+    ref_surface = Surface(grid=SdfGrid(ref["grid"], surface.grid.bbox), grid_to_world=surface.grid_to_world,
+                          colors=ref["colors"])  # fmt: skip
+    ref_mesh = make_mesh(ref_surface, views, mesh_cfg)
+    grid, ref_grid = surface.grid.values, ref["grid"]
+    out = {
+        "fused_rel": _rel(inter["fused"], ref["fused"]),
+        "compressed_rel": _rel(inter["compressed"], ref["compressed"]),
+        "mask_equal": bool(torch.equal(inter["mask"], ref["mask"])),
+        "active_voxels": int(ref["mask"].sum()),
+        "cost_rel": _rel(inter["cost"], ref["cost"]),
+        "cost_bitwise": bool(torch.equal(inter["cost"], ref["cost"])),
+        "volume_rel": _rel(inter["volume"], ref["volume"]),
+        "sdf_grid_max_abs": float(np.abs(grid - ref_grid).max()),
+        "sdf_grid_abs_max": float(np.abs(ref_grid).max()),
+        "sdf_grid_sign_flips": int(((grid > 0) != (ref_grid > 0)).sum()),
+        "vertices": [len(mesh.vertices), len(ref_mesh.vertices)],
+        "faces": [len(mesh.faces), len(ref_mesh.faces)],
+    }
+    same = mesh.faces.shape == ref_mesh.faces.shape and bool(np.array_equal(mesh.faces, ref_mesh.faces))
+    out["faces_equal"] = same
+    v, v_ref = np.asarray(mesh.vertices), np.asarray(ref_mesh.vertices)
+    if same:
+        out["mesh_vertices_max_abs"] = float(np.abs(v - v_ref).max())
+        c, c_ref = (np.asarray(m.visual.vertex_colors)[:, :3].astype(int) for m in (mesh, ref_mesh))
+        out["mesh_colors_max_abs"] = int(np.abs(c - c_ref).max())
+    else:  # symmetric Hausdorff distance between the vertex sets
+        out["mesh_vertices_hausdorff"] = float(max(cKDTree(v_ref).query(v)[0].max(), cKDTree(v).query(v_ref)[0].max()))
+    out["world_extent"] = float(np.ptp(v_ref, axis=0).max())
+    verts_n = np.asarray(extract_mesh(SdfGrid(ref_grid, surface.grid.bbox)).vertices)
+    colors, ref_colors = surface.colors(verts_n).astype(int), ref["colors"](verts_n).astype(int)
+    diff = np.abs(colors - ref_colors)
+    out["colors_max_abs"] = int(diff.max())
+    out["colors_differing_fraction"] = float((diff > 0).any(axis=1).mean())
+    out["colors_vertices"] = len(verts_n)
+    return out
