@@ -259,16 +259,19 @@ def cost_volume(
         cpts = pts[start : start + chunk_blocks]
         k = cpts.shape[0]
         # project_to_grid for all views at once
-        p = (rot @ cpts.reshape(-1, 3).t()).view(V, 3, -1) + shift
+        # (the same operations as project_to_grid, in place on fresh tensors: the same values)
+        p = (rot @ cpts.reshape(-1, 3).t()).view(V, 3, -1).add_(shift)
         z = p[:, 2]
         z = torch.where(z >= 0, z.clamp(min=1e-6), z)
-        gx = 2 * (p[:, 0] / z) / (W - 1) - 1
-        gy = 2 * (p[:, 1] / z) / (H - 1) - 1
+        gx = (p[:, 0] / z).mul_(2).div_(W - 1).sub_(1)
+        gy = (p[:, 1] / z).mul_(2).div_(H - 1).sub_(1)
         grid = torch.stack([gx, gy], dim=-1).view(V, k, 1, B, 2)
-        valid = (gx.abs() <= 1) & (gy.abs() <= 1) & (z > 0)
+        ax, ay = gx.abs_(), gy.abs_()  # gx and gy are in the grid already
+        valid = (ax <= 1).logical_and_(ay <= 1).logical_and_(z > 0)
         cnt = valid.sum(dim=0, dtype=torch.float32).view(k, B)
         count[start : start + k] = cnt
-        hit = ((gx.abs() < lim_x) & (gy.abs() < lim_y)).view(V, k, B).any(dim=-1)
+        hit = (ax < lim_x).logical_and_(ay < lim_y).view(V, k, B).any(dim=-1)
+        del p, z, ax, ay, valid
         total = torch.zeros(k, C, B, device=device)
         total_sq = torch.zeros(k, C, B, device=device)
         for v in range(V):
