@@ -13,7 +13,9 @@ before the CPU speed work, through the same mesh stage), alternated ``--repeat``
 Per stage it reports the best seconds over the repeats (the machine may be shared:
 the best run is the least disturbed one) and the peak RSS sampled every 5 ms during
 the stage; the total is SparseNeuS plus the mesh stage (views and network set-up not
-included); the ratio is reference / package, measured in the same run. Prints a table;
+included); the ratio is reference / package, measured in the same run. The process CPU
+time (all threads) is reported too: on a shared CPU it is the steadier measure of work
+(``--threads 1`` makes it free of thread synchronisation). Prints a table;
 writes benchmarks/results/sparseneus_<device>.json.
 
 ``--backend torchsparse`` (torchsparse 1.4, tools/build_torchsparse.sh) runs the
@@ -76,9 +78,11 @@ class MemoryTimer(StageTimer):
         self.peak_mb: dict[str, float] = {}
         self.start_mb: dict[str, float] = {}
         self.cuda_peak_mb: dict[str, float] = {}
+        self.cpu_seconds: dict[str, float] = {}
 
     @contextmanager
     def stage(self, name: str):
+        cpu_start = time.process_time()
         peak = [rss_mb()]
         self.start_mb[name] = peak[0]
         stop = threading.Event()
@@ -100,6 +104,7 @@ class MemoryTimer(StageTimer):
             stop.set()
             t.join()
             self.peak_mb[name] = max(peak[0], rss_mb())
+            self.cpu_seconds[name] = time.process_time() - cpu_start
             if self.device.type == "cuda":
                 self.cuda_peak_mb[name] = torch.cuda.max_memory_allocated() / 2**20
 
@@ -198,15 +203,16 @@ def run_configuration(config: str, args) -> dict:
     cfg = SparseNeuSConfig(device=args.device, mesh_near_surface=not args.full_grid, backend="dense")
     timer = MemoryTimer(device)
     stats = SparseNeuSStats()
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     if config == "reference":
         surface = reference_surface(views, net, cfg, timer, stats)
     else:
         surface = reconstruct_sparseneus(views, cfg, net, timer=timer, stats=stats)
     mesh = make_mesh(surface, views, MeshConfig(), timer)  # the one mesh stage: marching cubes, clean, colours
-    total = time.perf_counter() - start
+    total, cpu_total = time.perf_counter() - start, time.process_time() - cpu_start
     return {
         "config": config, "seconds": dict(timer.timings), "peak_rss_mb": timer.peak_mb, "total_seconds": total,
+        "cpu_seconds": timer.cpu_seconds, "total_cpu_seconds": cpu_total,
         "process_max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
         "active_voxels": stats.active_voxels, "sdf_evaluations": stats.sdf_evaluations,
         "vertices": len(mesh.vertices), "faces": len(mesh.faces),
@@ -235,6 +241,8 @@ def compare_configurations(args) -> dict:
             "total_seconds": min(x["total_seconds"] for x in rs),
             "total_seconds_runs": [x["total_seconds"] for x in rs],
             "seconds": {s: min(x["seconds"][s] for x in rs) for s in stages},
+            "cpu_seconds": {s: min(x["cpu_seconds"][s] for x in rs) for s in stages},
+            "total_cpu_seconds": min(x["total_cpu_seconds"] for x in rs),
             "peak_rss_mb": {s: max(x["peak_rss_mb"][s] for x in rs) for s in stages},
             "process_max_rss_mb": max(x["process_max_rss_mb"] for x in rs),
             **{k: rs[0][k] for k in ("active_voxels", "sdf_evaluations", "vertices", "faces")},
@@ -255,6 +263,9 @@ def print_comparison(best: dict) -> None:
     row = "".join(f"{best[c]['total_seconds']:>14.2f}{best[c]['process_max_rss_mb']:>9.0f}" for c in configs)
     extra = f"{best['reference']['total_seconds'] / best['package']['total_seconds']:>8.1f}x" if ratio else ""
     print(f"{'total':<16}{row}{extra}   (peak: process max RSS)")
+    row = "".join(f"{best[c]['total_cpu_seconds']:>14.2f}{'':>9}" for c in configs)
+    extra = f"{best['reference']['total_cpu_seconds'] / best['package']['total_cpu_seconds']:>8.1f}x" if ratio else ""
+    print(f"{'total CPU s':<16}{row}{extra}   (process CPU time, all threads)")
     for c in configs:
         b = best[c]
         print(f"{c}: active voxels {b['active_voxels']}, SDF evaluations {b['sdf_evaluations']}, "
@@ -302,6 +313,7 @@ def main() -> None:
         ref, pkg = best["reference"], best["package"]
         result["ratio_reference_over_package"] = {
             "total_seconds": ref["total_seconds"] / pkg["total_seconds"],
+            "total_cpu_seconds": ref["total_cpu_seconds"] / pkg["total_cpu_seconds"],
             "seconds": {s: ref["seconds"][s] / pkg["seconds"][s] for s in pkg["seconds"]},
             "process_max_rss_mb": ref["process_max_rss_mb"] / pkg["process_max_rss_mb"],
         }
