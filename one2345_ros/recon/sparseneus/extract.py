@@ -114,7 +114,7 @@ def vertex_colors(
     images: torch.Tensor,
     proj: torch.Tensor,
     centers: torch.Tensor,
-    chunk: int = 8192,
+    chunk: int = 4096,
 ) -> np.ndarray:
     """Colours (V, 3) uint8 of normalised vertices from the rendering network.
 
@@ -126,9 +126,10 @@ def vertex_colors(
 
     All views are sampled in one ``grid_sample`` call per map (torch parallelises it over
     the views), from the images and the fused features as they are: no per-view loop and
-    no (V, 3 + F, H, W) copy of both. ``chunk`` = 8192 vertices (262144 vertex-view columns,
-    ~300 MB of activations at 32 views): half the small parallel calls of 4096, 1.2-1.5x faster
-    on a shared CPU (measured); the benchmark's 22470 colours equal 4096's (uint8).
+    no (V, 3 + F, H, W) copy of both. ``chunk`` = 4096 vertices (131072 vertex-view columns at
+    32 views), measured on the benchmark's 22470 vertices: on one thread 2048 takes 0.85x and
+    8192 1.3x its CPU time (cache); on two threads of a loaded CPU 8192 was up to 1.3x faster and
+    2048 1.2-1.5x slower (more calls that wait for both threads). Same uint8 colours for all.
     """
     from .network import sample_volume
 
