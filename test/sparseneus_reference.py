@@ -3,8 +3,8 @@
 A frozen, plain copy of the original per-stage code (InPlaceABN in Python ops, active voxels and the cost
 volume one view at a time, the dense-masked 3D CNN with gathered BatchNorm statistics, the SDF MLP on
 concatenated inputs, the colour network on concatenated per-view features), written as functions of the
-network's parameters so that the optimised modules can change freely. test_sparseneus_equivalence.py and
-``benchmarks/sparseneus.py --check`` compare the package against it.
+network's parameters so that the optimised modules can change freely. test_sparseneus_equivalence.py compares
+the package's results with it; ``benchmarks/sparseneus.py`` times both.
 """
 
 from __future__ import annotations
