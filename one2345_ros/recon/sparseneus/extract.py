@@ -10,7 +10,7 @@ Fine values that are evaluated are identical to a full evaluation.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -70,18 +70,37 @@ def sdf_grid(
     # fine grid: trilinear fill from the coarse grid, then exact values where flagged
     fine = F.interpolate(coarse[None, None], size=(res, res, res), mode="trilinear", align_corners=True)[0, 0]
     cell = torch.clamp((torch.arange(res, device=device) * (rc - 1)) // (res - 1), max=rc - 2)
-    sel = flagged[cell[:, None, None], cell[None, :, None], cell[None, None, :]]
-    ix, iy, iz = torch.nonzero(sel, as_tuple=True)
+    ix, iy, iz = _fine_points_in_cells(flagged, cell)
     fine[ix, iy, iz] = _evaluate(sdf_fn, _points(axis, ix, iy, iz), chunk)
     return fine.cpu().numpy(), int(rc**3 + ix.numel())
 
 
+def _fine_points_in_cells(flagged: torch.Tensor, cell: torch.Tensor):
+    """Indices (ix, iy, iz) of the fine points whose coarse cell is flagged, in C order: the
+    nonzero of flagged[cell[i], cell[j], cell[k]] over the fine grid, without building it.
+
+    ``cell`` (the coarse cell of each fine index) never decreases, so the fine k of coarse cell c
+    are the run start[c] .. start[c] + count[c] - 1: the (i, j, c) triples of the half-refined
+    mask are expanded into their runs (16x fewer elements than the fine mask's 3-index gather).
+    """
+    counts = torch.bincount(cell, minlength=flagged.shape[2])
+    start = torch.cumsum(counts, 0) - counts
+    ix, iy, c = torch.nonzero(flagged.index_select(0, cell).index_select(1, cell), as_tuple=True)
+    runs = counts[c]
+    first = torch.cumsum(runs, 0) - runs  # position of each run's first element in the output
+    ix, iy, c = ix.repeat_interleave(runs), iy.repeat_interleave(runs), c.repeat_interleave(runs)
+    offset = torch.arange(ix.numel(), device=ix.device) - first.repeat_interleave(runs)
+    return ix, iy, start[c] + offset
+
+
 def _cam2pixel(proj: torch.Tensor, pts: torch.Tensor, width: int, height: int):
-    """render_utils.sample_ptsFeatures_from_featureMaps: z clamped to >= 1e-3,
-    out-of-range coordinates pushed to 2 (zero samples); valid = strictly inside."""
-    p = pts @ proj[:, :3].t() + proj[:, 3]
-    z = p[:, 2].clamp(min=1e-3)
-    grid = torch.stack([2 * (p[:, 0] / z) / (width - 1) - 1, 2 * (p[:, 1] / z) / (height - 1) - 1], dim=-1)
+    """render_utils.sample_ptsFeatures_from_featureMaps for all views: proj (V, 3, 4), pts (P, 3) ->
+    grid (V, P, 2), valid (V, P). z clamped to >= 1e-3, out-of-range coordinates pushed to 2 (zero
+    samples); valid = strictly inside."""
+    V = proj.shape[0]
+    p = (pts @ proj[:, :, :3].reshape(3 * V, 3).t()).view(-1, V, 3).transpose(0, 1) + proj[:, None, :, 3]
+    z = p[..., 2].clamp(min=1e-3)
+    grid = torch.stack([2 * (p[..., 0] / z) / (width - 1) - 1, 2 * (p[..., 1] / z) / (height - 1) - 1], dim=-1)
     grid = torch.where(grid.abs() > 1, torch.full_like(grid, 2.0), grid)
     return grid, (grid.abs() < 1).all(dim=-1)
 
@@ -104,11 +123,17 @@ def vertex_colors(
     direction to each source camera; features = [RGB, fused 2D features] sampled in
     every view, geometry feature = the latent volume; masked to views that see the
     point and to the active volume.
+
+    All views are sampled in one ``grid_sample`` call per map (torch parallelises it over
+    the views), from the images and the fused features as they are: no per-view loop and
+    no (V, 3 + F, H, W) copy of both. ``chunk`` = 4096 vertices (131072 vertex-view columns at
+    32 views), measured on the benchmark's 22470 vertices: on one thread 2048 takes 0.85x and
+    8192 1.3x its CPU time (cache); on two threads of a loaded CPU 8192 was up to 1.3x faster and
+    2048 1.2-1.5x slower (more calls that wait for both threads). Same uint8 colours for all.
     """
     from .network import sample_volume
 
-    V, _, H, W = images.shape
-    maps = torch.cat([images, fused], dim=1)  # (V, 3 + F, H, W)
+    _, _, H, W = images.shape
     out = []
     for part in verts.split(chunk):
         with torch.enable_grad():
@@ -118,22 +143,22 @@ def vertex_colors(
         normal = F.normalize(grad, dim=-1, eps=1e-6)
         geo = sample_volume(volume, part)
         inside = (part.abs() < 1.0).all(dim=-1) & (sample_volume(mask_volume, part)[:, 0] > 0)
-        feats, valid = [], []
-        for v in range(V):
-            grid, ok = _cam2pixel(proj[v], part, W, H)
-            s = F.grid_sample(maps[v : v + 1], grid.view(1, 1, -1, 2), padding_mode="zeros", align_corners=True)
-            feats.append(s.view(maps.shape[1], -1).t())
-            valid.append(ok)
-        rgb_feat = torch.stack(feats, dim=1)  # (P, V, 3 + F)
-        mask = torch.stack(valid, dim=1) & inside[:, None]
-        to_src = centers[None, :, :] - part[:, None, :]
-        to_src = to_src / (to_src.norm(dim=-1, keepdim=True) + 1e-6)
-        diff = normal[:, None, :] - to_src
-        diff = diff / diff.norm(dim=-1, keepdim=True).clamp(min=1e-6)
-        dot = (normal[:, None, :] * to_src).sum(dim=-1, keepdim=True)
-        ray_diff = torch.cat([diff, dot], dim=-1)
+        grid, ok = _cam2pixel(proj, part, W, H)
+        grid = grid[:, None]  # (V, 1, P, 2)
+        rgb = F.grid_sample(images, grid, padding_mode="zeros", align_corners=True)[:, :, 0]  # (V, 3, P)
+        feat = F.grid_sample(fused, grid, padding_mode="zeros", align_corners=True)[:, :, 0]  # (V, F, P)
+        feats = torch.cat([rgb, feat], dim=1).transpose(0, 1).contiguous()  # (3 + F, V, P)
+        mask = ok & inside[None]
+        # feature-major (3, V, P) geometry: unit directions to the sources, the normal against them
+        to_src = centers.t()[:, :, None] - part.t()[:, None, :]
+        to_src = to_src / (to_src.norm(dim=0, keepdim=True) + 1e-6)
+        normal = normal.t()[:, None, :]
+        diff = normal - to_src
+        diff = diff / diff.norm(dim=0, keepdim=True).clamp(min=1e-6)
+        dot = (normal * to_src).sum(dim=0, keepdim=True)
+        ray_diff = torch.cat([diff, dot], dim=0)
         with torch.no_grad():
-            out.append(net.rendering_network_lod0(geo, rgb_feat, ray_diff, mask))
+            out.append(net.rendering_network_lod0.blend(geo.t(), feats, ray_diff, mask).t())
     rgb = torch.cat(out).cpu().numpy() if out else np.zeros((0, 3), np.float32)
     # the original casts rgb * 255 to uint8 (truncation); clip guards the cast only
     return np.clip(rgb * 255.0, 0, 255).astype(np.uint8)

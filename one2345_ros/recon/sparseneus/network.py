@@ -67,9 +67,14 @@ class SparseNeuS(nn.Module):
         self.rendering_network_lod0 = GeneralRenderingNetwork(arch.latent_channels, arch.fused_channels)
         self.configure(batchnorm=batchnorm, backend=backend)
 
-    CHECKPOINT_MODULES = ("pyramid_feature_network", "sdf_network_lod0", "variance_network_lod0", "rendering_network_lod0")
+    CHECKPOINT_MODULES = (
+        "pyramid_feature_network",
+        "sdf_network_lod0",
+        "variance_network_lod0",
+        "rendering_network_lod0",
+    )
 
-    def configure(self, batchnorm: str | None = None, backend: str | None = None) -> "SparseNeuS":
+    def configure(self, batchnorm: str | None = None, backend: str | None = None) -> SparseNeuS:
         if batchnorm is not None:
             set_bn_mode(self, batchnorm)
             self.batchnorm = batchnorm
@@ -94,17 +99,31 @@ class SparseNeuS(nn.Module):
         return self.sdf_network_lod0.compress_layer(fused)
 
     def regularize(self, cost: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Cost volume (1, 2C, n, n, n) zero off ``mask`` -> latent volume (1, latent, n, n, n)."""
+        """Cost volume (1, 2C, n, n, n) zero off ``mask`` -> latent volume (1, latent, n, n, n).
+
+        On the CPU the volume is returned channels-last (a voxel's channels adjacent): the SDF
+        grid's trilinear lookups then read each corner's channels from one cache line, which made
+        ``grid_sample`` 3.4x faster (same values).
+        """
         net = self.sdf_network_lod0.sparse_costreg_net
         if self.backend == "torchsparse":
             from .torchsparse_backend import costreg_torchsparse
 
-            return costreg_torchsparse(net, cost, mask)
-        return net.forward_dense(cost, mask)
+            volume = costreg_torchsparse(net, cost, mask)
+        else:
+            volume = net.forward_dense(cost, mask)
+        if volume.device.type == "cpu":
+            volume = volume.contiguous(memory_format=torch.channels_last_3d)
+        return volume
 
     def sdf(self, pts: torch.Tensor, volume: torch.Tensor) -> torch.Tensor:
         """pts (P, 3) in the normalised frame -> SDF (P,)."""
-        return self.sdf_and_feature(pts, volume)[:, 0]
+        layer = self.sdf_network_lod0.sdf_layer
+        if torch.is_grad_enabled():  # normals by autograd: the plain layer (out= records no gradient)
+            return layer(pts, sample_latent(volume, pts))[:, 0]
+        hidden_t = torch.empty(layer.lin1.weight_v.shape[1], pts.shape[0], dtype=pts.dtype, device=pts.device)
+        sample_latent(volume, pts, out=hidden_t[-layer.latent :].t())
+        return layer.sdf(pts, hidden_t=hidden_t)
 
     def sdf_and_feature(self, pts: torch.Tensor, volume: torch.Tensor) -> torch.Tensor:
         """pts (P, 3) -> (P, hidden): SDF in column 0, geometry feature after."""
@@ -121,27 +140,45 @@ def voxel_centers(n: int, device=None) -> torch.Tensor:
     return torch.stack(torch.meshgrid(t, t, t, indexing="ij"), dim=-1)
 
 
-def sample_latent(volume: torch.Tensor, pts: torch.Tensor) -> torch.Tensor:
+def sample_latent(volume: torch.Tensor, pts: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """Trilinear latent lookup of One-2-3-45's custom ``grid_sample_3d``.
 
-    volume (1, C, n, n, n) indexed [x, y, z]; pts (P, 3) -> (P, C). Inside the
-    grid it is grid_sample(align_corners=True); the original clamps corner indices
-    (border values) and returns zero unless 0 < index < n on every axis, so a point
+    volume (1, C, n, n, n) indexed [x, y, z]; pts (P, 3) -> (P, C), written into ``out`` if
+    given. Inside the grid it is grid_sample(align_corners=True); the original clamps corner
+    indices (border values) and returns zero unless 0 < index < n on every axis, so a point
     exactly on the -1 face samples zero.
     """
     n = volume.shape[-1]
-    grid = pts.flip(-1).view(1, 1, 1, -1, 3)
-    out = F.grid_sample(volume, grid, mode="bilinear", padding_mode="border", align_corners=True)
+    sampled = _grid_sample_points(volume, pts, "border")
     idx = (pts + 1.0) / 2.0 * (n - 1)
     inside = ((idx > 0) & (idx < n)).all(dim=-1)
-    return out.view(volume.shape[1], -1).t() * inside[:, None].to(out.dtype)
+    return torch.mul(sampled, inside[:, None].to(sampled.dtype), out=out)
+
+
+SAMPLE_BATCH = 2048
+"""Points per batch entry of :func:`_grid_sample_points`."""
+
+
+def _grid_sample_points(volume: torch.Tensor, pts: torch.Tensor, padding_mode: str) -> torch.Tensor:
+    """grid_sample(align_corners=True) of (1, C, n, n, n) at pts (P, 3) -> (P, C), a view.
+
+    torch's CPU ``grid_sample`` runs one thread per batch entry, so the points are cut into a
+    batch of ``SAMPLE_BATCH`` (the last one padded) and the volume is expanded (not copied) to it;
+    each point's value is computed as in a single call.
+    """
+    P, C = pts.shape[0], volume.shape[1]
+    entries = max(1, -(-P // SAMPLE_BATCH))
+    per = -(-P // entries)
+    grid = F.pad(pts.flip(-1), (0, 0, 0, entries * per - P)).view(entries, 1, 1, per, 3)
+    out = F.grid_sample(volume.expand(entries, -1, -1, -1, -1), grid, mode="bilinear", padding_mode=padding_mode,
+                        align_corners=True)  # fmt: skip
+    # channel-major (C, P) memory, as one call gives: the SDF MLP reads the latent that way
+    return out.view(entries, C, per).transpose(0, 1).reshape(C, entries * per)[:, :P].t()
 
 
 def sample_volume(volume: torch.Tensor, pts: torch.Tensor) -> torch.Tensor:
     """Plain grid_sample (zeros padding, align_corners) of (1, C, n, n, n) at pts (P, 3) -> (P, C)."""
-    grid = pts.flip(-1).view(1, 1, 1, -1, 3)
-    out = F.grid_sample(volume, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
-    return out.view(volume.shape[1], -1).t()
+    return _grid_sample_points(volume, pts, "zeros")
 
 
 def project_to_grid(proj: torch.Tensor, pts: torch.Tensor, width: int, height: int):
@@ -170,31 +207,93 @@ def active_voxels(proj: torch.Tensor, n: int, width: int, height: int) -> torch.
     return (count >= MIN_VISIBLE_VIEWS).view(n, n, n)
 
 
-def cost_volume(features: torch.Tensor, proj: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Variance and mean of the views' features at the active voxels.
+COST_BLOCK = 8
+"""Side of the voxel blocks that :func:`cost_volume` samples or skips per view."""
 
-    features (V, C, H, W), proj (V, 3, 4), mask (n, n, n) -> (1, 2C, n, n, n), zero
-    off the mask. As in the original, the sums run over all views (bilinear
-    samples with zero padding: zero for most invisible views, partial within half a
-    pixel of the border, and whatever lands in the image for points behind a
-    camera), divided by the number of valid views + 1e-5.
+
+def cost_volume(
+    features: torch.Tensor, proj: torch.Tensor, n: int, block: int = COST_BLOCK, chunk_blocks: int = 256
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Active voxels and the variance and mean of the views' features there.
+
+    features (V, C, H, W), proj (V, 3, 4) -> cost (1, 2C, n, n, n), zero off the mask, and
+    mask (n, n, n) bool: the voxels inside the image with z > 0 in at least 2 views
+    (:func:`active_voxels`). As in the original, the sums run over all views (bilinear samples
+    with zero padding: zero for most invisible views, partial within half a pixel of the border,
+    and whatever lands in the image for points behind a camera), divided by the number of
+    valid views + 1e-5.
+
+    Equal, bit for bit, to projecting all voxels once per view for the mask and sampling every
+    active voxel in every view (test_sparseneus_equivalence), but ~2.4x cheaper:
+
+    * The volume is cut into ``block``^3 voxel blocks and processed in chunks of blocks. A
+      chunk is projected into all views at once (the same per-point arithmetic as
+      :func:`project_to_grid`, so the mask is identical) and stays in the cache.
+    * A view samples only the blocks where one of its samples can be non-zero (a projection
+      within two pixels of the image): about a third of the (view, block) pairs for
+      One-2-3-45's 32 views, where three quarters of the (view, voxel) samples are zero.
+      Skipped samples are exact zeros, which add nothing; the sums keep the views' order and
+      the squares accumulate with ``addcmul_`` like the original, so the sums are bitwise the
+      same.
+    * One ``grid_sample`` call per (chunk, view) with the blocks as its batch (the view's map
+      expanded, not copied): torch parallelises ``grid_sample`` over the batch only.
+    * ``chunk_blocks`` = 256 (seven chunks at n = 96, ~200 MB of projections at a time): 64 made
+      4x more small parallel calls, each of which waits for both threads, 1.3-2.5x slower when
+      other jobs share the CPU (measured); the whole volume at once needs ~1 GB more.
     """
     V, C, H, W = features.shape
-    n = mask.shape[0]
-    pts = voxel_centers(n, features.device)[mask]  # (N, 3)
-    total = torch.zeros(C, pts.shape[0], device=features.device)  # (C, N): contiguous accumulation
-    total_sq = torch.zeros_like(total)
-    count = torch.zeros(pts.shape[0], device=features.device)
-    for v in range(V):
-        grid, valid = project_to_grid(proj[v], pts, W, H)
-        f = F.grid_sample(features[v : v + 1], grid.view(1, 1, -1, 2), padding_mode="zeros", align_corners=True)
-        f = f.view(C, -1)
-        total += f
-        total_sq.addcmul_(f, f)
-        count += valid.to(count.dtype)
-    inv = 1.0 / (count + 1e-5)
-    mean = total * inv
-    var = total_sq * inv - mean**2
-    out = torch.zeros(1, 2 * C, n, n, n, device=features.device)
-    out[0][:, mask] = torch.cat([var, mean], dim=0)
-    return out
+    device = features.device
+    nb = -(-n // block)  # blocks per side; voxels past n (coordinate 2, outside) are cropped at the end
+    B = block**3
+    t = torch.linspace(-1.0, 1.0, n, device=device)
+    t = torch.cat([t, t.new_full((nb * block - n,), 2.0)])
+    pts = torch.stack(torch.meshgrid(t, t, t, indexing="ij"), dim=-1)
+    pts = pts.view(nb, block, nb, block, nb, block, 3).permute(0, 2, 4, 1, 3, 5, 6).reshape(-1, B, 3)
+    rot = proj[:, :, :3].reshape(3 * V, 3)
+    shift = proj[:, :, 3:]
+    # margin of the "may sample a non-zero" test: generous, an extra block only adds zeros
+    lim_x, lim_y = 1.0 + 4.0 / (W - 1), 1.0 + 4.0 / (H - 1)
+    out = torch.empty(nb**3, 2 * C, B, device=device)
+    count = torch.empty(nb**3, B, device=device)
+    for start in range(0, nb**3, chunk_blocks):
+        cpts = pts[start : start + chunk_blocks]
+        k = cpts.shape[0]
+        # project_to_grid for all views at once
+        # (the same operations as project_to_grid, in place on fresh tensors: the same values)
+        p = (rot @ cpts.reshape(-1, 3).t()).view(V, 3, -1).add_(shift)
+        z = p[:, 2]
+        z = torch.where(z >= 0, z.clamp(min=1e-6), z)
+        gx = (p[:, 0] / z).mul_(2).div_(W - 1).sub_(1)
+        gy = (p[:, 1] / z).mul_(2).div_(H - 1).sub_(1)
+        grid = torch.stack([gx, gy], dim=-1).view(V, k, 1, B, 2)
+        ax, ay = gx.abs_(), gy.abs_()  # gx and gy are in the grid already
+        valid = (ax <= 1).logical_and_(ay <= 1).logical_and_(z > 0)
+        cnt = valid.sum(dim=0, dtype=torch.float32).view(k, B)
+        count[start : start + k] = cnt
+        hit = (ax < lim_x).logical_and_(ay < lim_y).view(V, k, B).any(dim=-1)
+        del p, z, ax, ay, valid
+        total = torch.zeros(k, C, B, device=device)
+        total_sq = torch.zeros(k, C, B, device=device)
+        for v in range(V):
+            idx = hit[v].nonzero().squeeze(1)
+            if idx.numel() == 0:
+                continue
+            f = F.grid_sample(
+                features[v : v + 1].expand(idx.numel(), -1, -1, -1),
+                grid[v].index_select(0, idx),
+                padding_mode="zeros",
+                align_corners=True,
+            ).view(-1, C, B)
+            total.index_add_(0, idx, f)
+            total_sq.index_copy_(0, idx, total_sq.index_select(0, idx).addcmul_(f, f))
+        inv = 1.0 / (cnt[:, None] + 1e-5)
+        mean = total.mul_(inv)
+        var = total_sq.mul_(inv).sub_(mean**2)
+        inactive = (cnt < MIN_VISIBLE_VIEWS)[:, None]
+        out[start : start + k, :C] = var.masked_fill_(inactive, 0.0)
+        out[start : start + k, C:] = mean.masked_fill_(inactive, 0.0)
+    side = nb * block
+    cost = out.view(nb, nb, nb, 2 * C, block, block, block).permute(3, 0, 4, 1, 5, 2, 6)
+    cost = cost.reshape(1, 2 * C, side, side, side)
+    mask = count.view(nb, nb, nb, block, block, block).permute(0, 3, 1, 4, 2, 5).reshape(side, side, side)
+    return cost[..., :n, :n, :n].contiguous(), mask[:n, :n, :n] >= MIN_VISIBLE_VIEWS

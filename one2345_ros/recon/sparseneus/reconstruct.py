@@ -14,12 +14,12 @@ import torch
 from ...config import SparseNeuSConfig, torch_device
 from ...mesh import world_similarity
 from ...mesh.extract import SdfGrid, Surface
-from ...types import InputError, ViewSet
 from ...timing import StageTimer
+from ...types import InputError, ViewSet
 from .checkpoint import load_sparseneus
 from .extract import sdf_grid, vertex_colors
 from .frame import ReconstructionFrame, reconstruction_frame
-from .network import SparseNeuS, active_voxels, cost_volume
+from .network import SparseNeuS, cost_volume
 
 STAGES = ("features", "cost_volume", "cnn_3d", "sdf_grid")
 """Stages timed here; the mesh stage adds marching_cubes, clean and colors."""
@@ -50,11 +50,14 @@ def reconstruct_sparseneus(
     network: SparseNeuS | None = None,
     timer: StageTimer | None = None,
     stats: SparseNeuSStats | None = None,
+    intermediates: dict | None = None,
 ) -> Surface:
     """The SDF of the object seen by ``views`` on a ``mesh_resolution``^3 grid over the normalised
     [-1, 1]^3 cube, its map to the views' world frame, and the rendering network's colours.
 
-    ``network`` defaults to the checkpoint of ``cfg`` (never random weights).
+    ``network`` defaults to the checkpoint of ``cfg`` (never random weights). ``intermediates``, when
+    given, receives the stages' tensors (images, proj, fused, compressed, cost, mask, volume) for
+    equivalence checks; it keeps them alive, so leave it out otherwise.
     """
     cfg = cfg or SparseNeuSConfig()
     timer = timer or StageTimer()
@@ -74,15 +77,18 @@ def reconstruct_sparseneus(
         fused = net.fused_features(images)
     with timer.stage("cost_volume"):
         compressed = net.compressed_features(fused)
-        mask = active_voxels(proj, n, frame.width, frame.height)
+        cost, mask = cost_volume(compressed, proj, n)
+        if intermediates is not None:
+            intermediates.update(images=images, proj=proj, fused=fused, compressed=compressed, cost=cost, mask=mask)
+        del compressed
         if not mask.any():
             raise InputError("no voxel of the reconstruction volume is seen by 2 views: check the poses")
-        cost = cost_volume(compressed, proj, mask)
-        del compressed
         stats.active_voxels = int(mask.sum())
     with timer.stage("cnn_3d"):
         volume = net.regularize(cost, mask)
         del cost
+        if intermediates is not None:
+            intermediates["volume"] = volume
     with timer.stage("sdf_grid"):
         grid, stats.sdf_evaluations = sdf_grid(
             lambda p: net.sdf(p, volume),

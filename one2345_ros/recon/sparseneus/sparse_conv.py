@@ -32,8 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import batch_statistics
-
+from .layers import batch_statistics, centered_batch_statistics
 
 # ------------------------------------------------------------- kernel layouts
 
@@ -138,14 +137,22 @@ class MaskedBatchNorm(nn.BatchNorm1d):
 
     def normalize_dense(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """x (1, C, X, Y, Z), mask (X, Y, Z) bool: statistics over the active sites only."""
+        scale, shift = self.dense_affine(x, mask)
+        return x * scale.view(1, -1, 1, 1, 1) + shift.view(1, -1, 1, 1, 1)
+
+    def dense_affine(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(scale, shift) per channel: the normalisation is x * scale + shift.
+
+        Batch statistics over the active sites, gathered as rows of a channels-last volume (each
+        site's channels are adjacent) and reduced in two passes (:func:`centered_batch_statistics`).
+        """
         if self.bn_mode == "batch":
-            active = x[0][:, mask]  # (C, N)
-            mean, var = batch_statistics(active, [1])
+            active = x[0].permute(1, 2, 3, 0)[mask]  # (N, C)
+            _, mean, var = centered_batch_statistics(active, [0])
         else:
             mean, var = self.running_mean, self.running_var
         scale = self.weight / torch.sqrt(var + self.eps)
-        shift = self.bias - mean * scale
-        return x * scale.view(1, -1, 1, 1, 1) + shift.view(1, -1, 1, 1, 1)
+        return scale, self.bias - mean * scale
 
     def normalize_rows(self, feats: torch.Tensor) -> torch.Tensor:
         """feats (N, C) of active sites (torchsparse backend)."""
@@ -178,8 +185,10 @@ class SparseBlock(nn.Module):
             y = conv_transpose_dense(x, conv.kernel, out_mask.shape)
         else:
             y = conv_dense(x, conv.kernel, conv.stride)
-        y = torch.relu(self.bn.normalize_dense(y, out_mask))
-        return y * out_mask[None, None].to(y.dtype)
+        scale, shift = self.bn.dense_affine(y, out_mask)
+        # the affine map in one pass, then ReLU and the mask in place on that fresh tensor
+        y = torch.addcmul(shift.view(1, -1, 1, 1, 1), y, scale.view(1, -1, 1, 1, 1))
+        return y.relu_().mul_(out_mask[None, None].to(y.dtype))
 
 
 class SparseCostRegNet(nn.Module):
@@ -204,8 +213,15 @@ class SparseCostRegNet(nn.Module):
         self.conv11 = SparseBlock(c1, c0, stride=2, transposed=True)
 
     def forward_dense(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """x (1, d_in, X, Y, Z) zero off ``mask`` (X, Y, Z) -> (1, c0, X, Y, Z) zero off mask."""
+        """x (1, d_in, X, Y, Z) zero off ``mask`` (X, Y, Z) -> (1, c0, X, Y, Z) zero off mask.
+
+        On the CPU the volumes are channels-last: oneDNN's 3D convolutions are up to 4x faster on
+        them (the transposed ones most), and the BatchNorm statistics gather each active site's
+        channels from one place.
+        """
         x = x * mask[None, None].to(x.dtype)
+        if x.device.type == "cpu":
+            x = x.contiguous(memory_format=torch.channels_last_3d)
         m1 = downsample_mask(mask)
         m2 = downsample_mask(m1)
         m3 = downsample_mask(m2)
