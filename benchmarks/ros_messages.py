@@ -23,12 +23,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from one2345_ros.ros import messages as m  # noqa: E402
-import trimesh  # noqa: E402
+import trimesh
 
-from one2345_ros.mesh.clean import decimate  # noqa: E402
-from one2345_ros.ros.factory import RosbagsFactory  # noqa: E402
-from one2345_ros.ros.interfaces import make_typestore  # noqa: E402
+from one2345_ros.mesh.clean import decimate
+from one2345_ros.ros import messages as m
+from one2345_ros.ros.factory import RosbagsFactory
+from one2345_ros.ros.interfaces import make_typestore
 
 
 def torus(faces: int):
@@ -87,7 +87,8 @@ def main(argv=None) -> int:
            "visualization_msgs/msg/Marker")  # fmt: skip
     record("PointCloud2", lambda: m.build_point_cloud(f, header, vertices, colors), "sensor_msgs/msg/PointCloud2")
     combined, _ = best_of(lambda: (m.build_mesh(f, vertices, faces),
-                                   m.build_triangle_marker(f, header, vertices, faces, colors)), args.repeat)  # fmt: skip
+                                   m.build_triangle_marker(f, header, vertices, faces, colors)),
+                          args.repeat)  # fmt: skip
     big_v, big_f, big_c = torus(4 * args.faces)
     big = trimesh.Trimesh(big_v, big_f, vertex_colors=big_c, process=False)
     decimate_s, decimated = best_of(lambda: decimate(big, args.faces), args.repeat)

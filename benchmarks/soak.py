@@ -89,7 +89,8 @@ def main() -> None:
           f"after run {len(rss)}: {rss[-1]:.1f} MB")  # fmt: skip
     verdict = "meets" if report["slope_mb_per_run"] < GOAL_MB_PER_RUN else "MISSES"
     print(f"slope over runs {WARMUP + 1}..{len(rss)}: {report['slope_mb_per_run']:.4f} MB per run "
-          f"({verdict} the goal of < {GOAL_MB_PER_RUN} MB per run); median {np.median(report['seconds']):.2f} s per run")
+          f"({verdict} the goal of < {GOAL_MB_PER_RUN} MB per run); "
+          f"median {np.median(report['seconds']):.2f} s per run")  # fmt: skip
     report.update({"command": "python benchmarks/soak.py " + " ".join(f"--{k} {v}" for k, v in vars(args).items()),
                    "machine": f"{platform.processor() or platform.machine()}, CPU"})  # fmt: skip
     write_json_atomic(Path(args.out), report)

@@ -18,9 +18,10 @@ used, azimuth 0) took the 256x256 crop. The real camera took the same crop with
 
   - depth: start from D = the median masked depth, then fit the similarity
     (scale, rotation, translation) against the back-projected depth (trimmed ICP
-    on the surface the camera sees, see :func:`fit_to_depth`). The fixed-radius virtual camera sees the object with much stronger
-    perspective than a real camera, so image-size matching alone is a few per
-    cent off in scale; depth measures it directly;
+    on the surface the camera sees, see :func:`fit_to_depth`). The fixed-radius
+    virtual camera sees the object with much stronger perspective than a real
+    camera, so image-size matching alone is a few per cent off in scale; depth
+    measures it directly;
   - ``object_distance_m``: D directly;
   - ``object_size_m``: s = size / the mesh's largest canonical extent.
 
@@ -34,8 +35,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .geometry import cameras as cam
 from .config import MetricConfig
+from .geometry import cameras as cam
 from .geometry.raycast import RayCaster
 from .inputs.prepare import MIN_DEPTH_PIXELS
 from .types import InputError

@@ -13,11 +13,11 @@ import trimesh
 
 from one2345_ros.results.planner import object_frame
 from one2345_ros.results.result import ReconstructionResult, failed_result
-from one2345_ros.types import Cancelled
 from one2345_ros.ros.factory import RosbagsFactory
 from one2345_ros.ros.images import image_message
 from one2345_ros.ros.interfaces import make_typestore
 from one2345_ros.ros.messages import make_header
+from one2345_ros.types import Cancelled
 
 REPO = Path(__file__).resolve().parents[1]
 TYPESTORE = make_typestore("humble")
@@ -57,7 +57,8 @@ def known_result(frame_id: str = "cam_optical", object_id: str = "object", stamp
         frame_id=frame_id, units="m", scale_source="depth", elevation_deg=23.5, polar_deg=66.5,
         elevation_source="image", confidence=0.9,
         timings={"preprocess": 0.01, "views_stage1": 1.5, "elevation": 0.25, "reconstruct": 2.0},
-        input_image=np.full((48, 64, 3), 200, np.uint8), input_mask=np.pad(np.ones((20, 24), bool), ((10, 18), (20, 20))),
+        input_image=np.full((48, 64, 3), 200, np.uint8),
+        input_mask=np.pad(np.ones((20, 24), bool), ((10, 18), (20, 20))),
     )  # fmt: skip
 
 

@@ -10,11 +10,10 @@ import zipfile
 
 import pytest
 import yaml
+from ros_helpers import REPO
 
 from one2345_ros import config as C
 from one2345_ros.ros.params import config_from_parameters, default_parameters
-
-from ros_helpers import REPO
 
 PARAMS = REPO / "config" / "params.yaml"
 
@@ -86,7 +85,8 @@ def test_node_and_cli_reject_the_same_values_the_same_way(tmp_path, key, value, 
 
 def test_every_problem_is_reported_at_once(tmp_path):
     path = tmp_path / "p.yaml"
-    path.write_text("one2345_reconstructor:\n  ros__parameters:\n    mesh: {format: stl}\n    ros: {marker_type: cubes}\n")
+    path.write_text("one2345_reconstructor:\n  ros__parameters:\n"
+                    "    mesh: {format: stl}\n    ros: {marker_type: cubes}\n")  # fmt: skip
     with pytest.raises(C.ConfigError) as info:
         C.load_config(path)
     text = str(info.value)

@@ -1,20 +1,16 @@
 """`one2345 bag`: reads a rosbag2 the test writes (mcap and sqlite3), writes the node's messages back."""
 
-import argparse
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from ros_helpers import TYPESTORE, camera_info_msg, image_msg, known_result
 from rosbags.highlevel import AnyReader
 from rosbags.rosbag2 import StoragePlugin, Writer
 
-from one2345_ros.cli.bag import add_parser as add_bag_parser
-from one2345_ros.cli.bag import run as bag_run
 from one2345_ros.cli.main import main as cli_main
 from one2345_ros.ros.interfaces import make_typestore
-
-from ros_helpers import TYPESTORE, camera_info_msg, image_msg, known_result
 
 SEC = 1_000_000_000
 K = [[50.0, 0, 32], [0, 50.0, 24], [0, 0, 1]]
@@ -127,7 +123,8 @@ def test_mcap_output_decodes_with_the_independent_mcap_reader(tmp_path):
                           "--out", str(out)), reconstruct_fn=Recorder()) == 0  # fmt: skip
     (mcap_file,) = out.glob("*.mcap")
     with open(mcap_file, "rb") as fh:
-        decoded = {ch.topic: msg for _, ch, _, msg in make_reader(fh, decoder_factories=[DecoderFactory()]).iter_decoded_messages()}
+        mcap_reader = make_reader(fh, decoder_factories=[DecoderFactory()])
+        decoded = {ch.topic: msg for _, ch, _, msg in mcap_reader.iter_decoded_messages()}
     obj = decoded["/one2345_reconstructor/object"]
     assert obj.object_id == "object" and len(obj.mesh.triangles) == 320 and obj.units == "m"
     assert list(obj.stage_names) == ["preprocess", "views_stage1", "elevation", "reconstruct"]
@@ -137,7 +134,8 @@ def test_pairs_at_given_stamps_and_bad_pairs_reported(tmp_path, capsys):
     write_input_bag(tmp_path / "in", "mcap")
     fake = Recorder()
     code = bag_main(_args(str(tmp_path / "in"), "--image-topic", "/cam/image", "--mask-topic", "/seg/mask",
-                          "--out", str(tmp_path / "out"), "--stamps", "2.0", "3.0", "1.004"), reconstruct_fn=fake)  # fmt: skip
+                          "--out", str(tmp_path / "out"), "--stamps", "2.0", "3.0", "1.004"),
+                    reconstruct_fn=fake)  # fmt: skip
     assert code == 0
     assert [f.stamp_ns for f in fake.frames] == [2 * SEC, SEC]  # 3 s has an empty mask
     np.testing.assert_array_equal(fake.frames[0].image, _rgb(2 * SEC))

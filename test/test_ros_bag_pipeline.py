@@ -6,18 +6,18 @@ import argparse
 
 import numpy as np
 import pytest
+from ros_helpers import TYPESTORE, camera_info_msg, image_msg
 from rosbags.highlevel import AnyReader
 from rosbags.rosbag2 import StoragePlugin, Writer
-from ros_helpers import TYPESTORE, camera_info_msg, image_msg
 
-from one2345_ros.geometry import cameras as cam
-from one2345_ros.synthetic.assets import load_object
-from one2345_ros.config import Config
-from one2345_ros.pipeline import Pipeline
-from one2345_ros.geometry.render import Renderer
 from one2345_ros.cli.bag import add_parser as add_bag_parser
 from one2345_ros.cli.bag import run as bag_main
+from one2345_ros.config import Config
+from one2345_ros.geometry import cameras as cam
+from one2345_ros.geometry.render import Renderer
+from one2345_ros.pipeline import Pipeline
 from one2345_ros.ros.interfaces import make_typestore
+from one2345_ros.synthetic.assets import load_object
 from one2345_ros.views.oracle import OracleGenerator
 
 SEC = 1_000_000_000

@@ -3,14 +3,13 @@
 import cv2
 import numpy as np
 import pytest
+from ros_helpers import camera_info_msg, image_msg
 from rosbags.image import message_to_cvimage
 
-from one2345_ros.ros import images
 from one2345_ros.inputs.calibration import undistort
+from one2345_ros.ros import images
 from one2345_ros.ros.images import BadMessage
 from one2345_ros.types import InputError
-
-from ros_helpers import camera_info_msg, image_msg
 
 RNG = np.random.default_rng(0)
 RGB = RNG.integers(0, 256, (5, 7, 3), dtype=np.uint8)
@@ -93,7 +92,7 @@ def test_calibration_and_undistortion_moves_points_to_the_pinhole_projection():
     image = np.zeros((60, 80, 3), np.uint8)
     image[v - 1 : v + 2, u - 1 : u + 2] = 255
     mask = (image[..., 0] > 0).astype(np.uint8) * 255
-    out_image, out_mask, _ = undistort(calib, image, mask, None)
+    _out_image, out_mask, _ = undistort(calib, image, mask, None)
     ys, xs = np.nonzero(out_mask)
     ideal = (K @ X[0])[:2] / X[0, 2]
     assert abs(xs.mean() - ideal[0]) < 1.0 and abs(ys.mean() - ideal[1]) < 1.0

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from ros_helpers import camera_info_msg, image_msg, scene
 
 from one2345_ros.config import InputConfig
 from one2345_ros.ros.images import BadMessage
@@ -13,8 +14,6 @@ CFG = InputConfig(min_mask_pixels=10)
 
 def frames_from_messages(msgs, object_id, cfg=CFG):
     return inputs_from_messages(msgs, cfg, object_id)
-
-from ros_helpers import camera_info_msg, image_msg, scene
 
 K = [[50.0, 0, 32], [0, 50.0, 24], [0, 0, 1]]
 

@@ -10,7 +10,6 @@ import sys
 import types
 
 import pytest
-
 from ros_helpers import REPO
 
 
@@ -56,7 +55,8 @@ def launch_module(monkeypatch):
 
 
 def _declared(description):
-    return {a.args[0]: a.kwargs.get("default_value") for a in description.args[0] if type(a).__name__ == "DeclareLaunchArgument"}
+    return {a.args[0]: a.kwargs.get("default_value")
+            for a in description.args[0] if type(a).__name__ == "DeclareLaunchArgument"}  # fmt: skip
 
 
 def _nodes(description, context):

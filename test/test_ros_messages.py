@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from ros_helpers import colored_sphere, known_result
 from rosbags.typesys import get_types_from_msg
 
 from one2345_ros.config import RosConfig
@@ -10,8 +11,6 @@ from one2345_ros.ros import messages as m
 from one2345_ros.ros.factory import RosbagsFactory
 from one2345_ros.ros.interfaces import make_typestore
 from one2345_ros.ros.publications import build_publications
-
-from ros_helpers import colored_sphere, known_result
 
 # moveit_msgs is not in rosbags' stores: its real definitions (moveit_msgs 2.2, Humble/Jazzy).
 COLLISION_OBJECT = """std_msgs/Header header

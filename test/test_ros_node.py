@@ -14,7 +14,6 @@ import time
 
 import numpy as np
 import pytest
-
 from ros_helpers import REPO, FakePipeline
 
 pytestmark = pytest.mark.ros
@@ -43,7 +42,8 @@ def ros(tmp_path):
     pipeline = FakePipeline(gate=gate)
     node = ReconstructorNode(
         pipeline_factory=lambda cfg: pipeline,
-        parameter_overrides=[Parameter("ros.output_dir", value=str(tmp_path)), Parameter("inputs.min_mask_pixels", value=10),
+        parameter_overrides=[Parameter("ros.output_dir", value=str(tmp_path)),
+                             Parameter("inputs.min_mask_pixels", value=10),
                              Parameter("ros.queue_requests", value=0)],
     )  # fmt: skip
     node.trigger_configure()
@@ -90,7 +90,7 @@ def test_service_with_explicit_images_publishes_latched_outputs(ros):
 
     from one2345_ros.srv import ReconstructObject
 
-    node, client, pipeline, _ = ros
+    _node, client, _pipeline, _ = ros
     request = ReconstructObject.Request()
     request.object_id = "mug"
     request.image, request.mask = _inputs()
@@ -139,7 +139,7 @@ def test_action_feedback_busy_and_cancel(ros):
     from one2345_ros.action import ReconstructObject as Action
     from one2345_ros.srv import ReconstructObject
 
-    node, client, pipeline, gate = ros
+    _node, client, pipeline, gate = ros
     gate.clear()  # hold the worker in the first stage
     action = ActionClient(client, Action, "/reconstruct")
     assert action.wait_for_server(timeout_sec=10)

@@ -7,7 +7,6 @@ import time
 
 import numpy as np
 import pytest
-
 from ros_helpers import FakePipeline, labels_scene
 
 pytestmark = pytest.mark.ros

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from ros_helpers import FakePipeline, image_msg, labels_scene, placed_result, scene
 from rosbags.typesys import get_types_from_msg
 from scipy.spatial.transform import Rotation
+from test_ros_messages import COLLISION_OBJECT, OBJECT_TYPE
 
 from one2345_ros.config import Config, InputConfig, RosConfig
 from one2345_ros.ros import messages as m
@@ -20,9 +22,6 @@ from one2345_ros.ros.interfaces import make_typestore
 from one2345_ros.ros.publications import ObjectOutcome, build_request_publications
 from one2345_ros.ros.reconstructor import Reconstructor, Request
 from one2345_ros.types import InputError
-
-from ros_helpers import FakePipeline, image_msg, labels_scene, placed_result, scene
-from test_ros_messages import COLLISION_OBJECT, OBJECT_TYPE
 
 SEC = 1_000_000_000
 IDS = ["object_3", "object_7", "object_12"]

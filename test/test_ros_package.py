@@ -6,7 +6,6 @@ import sys
 
 import yaml
 from catkin_pkg.package import parse_package
-
 from ros_helpers import REPO
 
 # Python packages that come from pip (requirements.txt), not from ROS.

@@ -9,14 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from ros_helpers import FakePipeline, camera_info_msg, image_msg, scene
 
 from one2345_ros.config import Config, InputConfig, RosConfig
 from one2345_ros.ros.inputs import InputMessages
 from one2345_ros.ros.reconstructor import Reconstructor, Request
 from one2345_ros.ros.scheduler import Busy, Worker, wait_for
 from one2345_ros.types import Cancelled, InputError
-
-from ros_helpers import FakePipeline, camera_info_msg, image_msg, scene
 
 
 def _job(result, started=None, gate=None):
@@ -179,7 +178,7 @@ def test_queued_request_runs_after_the_first(make_core):
 
 def test_cancel_between_stages_and_feedback(make_core):
     gate = threading.Event()
-    core, pipeline = make_core(FakePipeline(gate=gate))
+    core, _pipeline = make_core(FakePipeline(gate=gate))
     core.activate()
     stages = []
     cancel_now = threading.Event()

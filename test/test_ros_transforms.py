@@ -2,12 +2,11 @@
 
 import numpy as np
 import pytest
+from ros_helpers import F
 from scipy.spatial.transform import Rotation
 
 from one2345_ros.geometry import cameras
 from one2345_ros.ros.transforms import transform_to_matrix
-
-from ros_helpers import F
 
 
 def _transform(translation, quat_xyzw):

@@ -3,14 +3,14 @@
 import numpy as np
 import pytest
 
-from one2345_ros.geometry import cameras as cam
-from one2345_ros.synthetic.assets import load_object
 from one2345_ros.config import MetricConfig
-from one2345_ros.types import InputError
-from one2345_ros.scale import canonical_to_camera, fit_metric
 from one2345_ros.evaluation.mesh_metrics import compare_meshes
-from one2345_ros.preprocess import preprocess
+from one2345_ros.geometry import cameras as cam
 from one2345_ros.geometry.render import Renderer
+from one2345_ros.preprocess import preprocess
+from one2345_ros.scale import canonical_to_camera, fit_metric
+from one2345_ros.synthetic.assets import load_object
+from one2345_ros.types import InputError
 from one2345_ros.views.oracle import OracleGenerator
 
 K = cam.intrinsics(600.0, 600.0, 319.5, 239.5)

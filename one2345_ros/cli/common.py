@@ -21,7 +21,8 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
     """``--config FILE`` (the node's params.yaml or a plain mapping) and repeatable ``--set KEY=VALUE``."""
     p.add_argument("--config", help="YAML config: config/params.yaml of the node, or a plain mapping of the same keys")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one configuration value by its dotted key, e.g. --set zero123.dtype=fp16")  # fmt: skip
+                   help="override one configuration value by its dotted key, "
+                        "e.g. --set zero123.dtype=fp16")  # fmt: skip
 
 
 CONFIG_DEST = "config:"

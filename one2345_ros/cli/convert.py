@@ -19,10 +19,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--original-config", default=None, help="LDM YAML config (default: Zero123's)")
     p.add_argument("--no-ema", action="store_true", help="convert the raw instead of the EMA UNet weights")
     p.add_argument("--camera-embedding", choices=("auto", "delta_radius", "cond_polar"), default="auto",
-                   help="fourth slot of T: Zero123 delta radius, or Stable Zero123's conditioning polar (auto: by file name)")  # fmt: skip
+                   help="fourth slot of T: Zero123 delta radius, or Stable Zero123's conditioning polar "
+                        "(auto: by file name)")  # fmt: skip
     p.add_argument("--half", action="store_true", help="save float16 weights")
     p.add_argument("--allow-pickle", action="store_true",
-                   help="allow full unpickling when torch.load(weights_only=True) refuses the file (trusted files only)")  # fmt: skip
+                   help="allow full unpickling when torch.load(weights_only=True) refuses the file "
+                        "(trusted files only)")  # fmt: skip
     p.add_argument("--verify", action="store_true", help="reload the written folder and compare the weights")
     p.set_defaults(func=run)
     return p
@@ -32,10 +34,10 @@ def run(args) -> int:
     """Run the conversion; returns the process exit code (errors propagate as Zero123WeightsError)."""
     import torch  # heavy: only when this command runs (every command's parser is built at start)
 
+    from ..config import check_weight_path
     from ..views.zero123.convert import pipeline_from_ldm_checkpoint
     from ..views.zero123.loading import from_local_dir
     from ..views.zero123.weights import Zero123WeightsError
-    from ..config import check_weight_path
 
     problem = check_weight_path(args.ckpt)
     if problem:

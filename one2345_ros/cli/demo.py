@@ -98,8 +98,8 @@ def run_object(name: str, out: Path, base: C.Config, seed: int, elevation_deg: f
                show_progress: bool = True) -> dict:  # fmt: skip
     """Render the scene, reconstruct, compare with the truth, write the result folder; returns the summary."""
     from ..evaluation.mesh_metrics import compare_meshes, volume_iou
-    from ..inputs.prepare import prepare_inputs
     from ..inputs.calibration import make_calibration
+    from ..inputs.prepare import prepare_inputs
     from ..pipeline import Pipeline
     from ..results.files import write_result
     from ..synthetic.assets import object_path
@@ -173,19 +173,20 @@ def _print_summary(name, result, true_elevation, scores, hull_iou, passed) -> No
     if truth["elevation_image_error_deg"] is None:
         image_part = "no image estimate"
     else:
-        image_part = (f"image estimate {result.elevation_image_deg:.1f} deg, error {truth['elevation_image_error_deg']:.2f}"
-                      f" deg")  # fmt: skip
+        image_part = (f"image estimate {result.elevation_image_deg:.1f} deg, "
+                      f"error {truth['elevation_image_error_deg']:.2f} deg")  # fmt: skip
     if result.elevation_reason:
         image_part += f" ({result.elevation_reason})"
     print(f"[{name}] {image_part}")
     print(
         f"[{name}] elevation used {result.elevation_deg:.1f} deg ({result.elevation_source}, error "
-        f"{abs(result.elevation_deg - true_elevation):.2f} deg); Chamfer-L1 {100 * scores.chamfer_l1:.2f} % of the bbox "
-        f"diagonal; F-score@2% {scores.f_score:.3f}; volume IoU {scores.volume_iou:.3f} with the true object, "
+        f"{abs(result.elevation_deg - true_elevation):.2f} deg); Chamfer-L1 {100 * scores.chamfer_l1:.2f} % of the "
+        f"bbox diagonal; F-score@2% {scores.f_score:.3f}; volume IoU {scores.volume_iou:.3f} with the true object, "
         f"{hull_iou:.3f} with its visual hull -> {'PASS' if passed else 'FAIL'}"
     )
     if scores.volume_iou < HULL_IOU_THRESHOLD <= hull_iou:
-        print(f"[{name}] note: silhouettes cannot reveal this object's concavities (an open cup), so the visual hull "
-              "fills them: its IoU with the true object is capped; the SparseNeuS backend can recover them")  # fmt: skip
+        print(f"[{name}] note: silhouettes cannot reveal this object's concavities (an open cup), so the visual "
+              "hull fills them: its IoU with the true object is capped; "
+              "the SparseNeuS backend can recover them")  # fmt: skip
     for warning in result.warnings:
         print(f"[{name}] warning: {warning}")

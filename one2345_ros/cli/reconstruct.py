@@ -11,7 +11,9 @@ from .common import add_config_args, config_flag, error_message, load_args_confi
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("reconstruct", help="image + mask (or labels) [+ depth, camera info] -> mesh(es), result.json")
+    p = subparsers.add_parser(
+        "reconstruct", help="image + mask (or labels) [+ depth, camera info] -> mesh(es), result.json"
+    )
     p.add_argument("image", help="RGB image (PNG/JPEG)")
     objects = p.add_mutually_exclusive_group(required=True)
     objects.add_argument("--mask", help="mask image: 0/255 (or 0/1) mono, object = non-zero")
@@ -32,7 +34,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     config_flag(p, "--allow-cpu", "zero123.allow_cpu", action="store_const", const=True,
                 help="run Zero123 on a CPU (hours per image)")  # fmt: skip
     config_flag(p, "--allow-pickle", "zero123.allow_pickle", action="store_const", const=True,
-                help="allow full unpickling of a trusted Zero123 checkpoint that weights_only loading refuses")  # fmt: skip
+                help="allow full unpickling of a trusted Zero123 checkpoint "
+                     "that weights_only loading refuses")  # fmt: skip
     config_flag(p, "--object-distance", "metric.object_distance_m", type=float, help="camera-to-object distance, m")
     config_flag(p, "--object-size", "metric.object_size_m", type=float, help="largest object extent in metres")
     config_flag(p, "--format", "mesh.format", choices=("ply", "glb", "obj"), help="mesh file format (default ply)")

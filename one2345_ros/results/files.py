@@ -20,14 +20,14 @@ import os
 import shutil
 import tempfile
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
+
+import numpy as np
 
 from ..config import MeshConfig
 from ..types import InputError
 from .atomic import DIR_MODE, write_image_atomic, write_json_atomic
-import numpy as np
-
 from .planner import OBJECT_AXES, in_object_frame
 from .result import AXES, GLTF_AXES, ReconstructionResult
 
@@ -42,8 +42,9 @@ def check_output_dir(out_dir: str | os.PathLike) -> Path:
     """Refuse an output folder that cannot take a result, before any work is done.
 
     Accepted: a missing folder whose parent can be created and written, an empty folder, or an
-    earlier result folder (it holds result.json, or objects.json for several objects). Anything else (a file, a folder of other
-    files, no write permission) is an InputError that says what to do.
+    earlier result folder (it holds result.json, or objects.json for several objects). Anything
+    else (a file, a folder of other files, no write permission) is an InputError that says what
+    to do.
     """
     out = Path(out_dir).expanduser()
     if out.exists() and not out.is_dir():
@@ -102,7 +103,8 @@ def write_result(
             export_mesh(in_object_frame(result.mesh, result.object_pose), tmp / name, mesh.format)
             files["mesh_object"] = {"path": name, "format": mesh.format, "frame": "object", "units": result.units,
                                     "axes": OBJECT_AXES, "pose_in_frame_id": np.asarray(result.object_pose).tolist(),
-                                    "note": "the mesh in the object's own frame: place it with pose_in_frame_id"}  # fmt: skip
+                                    "note": "the mesh in the object's own frame: "
+                                            "place it with pose_in_frame_id"}  # fmt: skip
             write_image_atomic(tmp / CONTACT_SHEET, contact_sheet(result))
             files["contact_sheet"] = {"path": CONTACT_SHEET}
             if result.views is not None:
@@ -113,7 +115,8 @@ def write_result(
                 write_views_folder(tmp / VIEWS_FOLDER, planned.views, sources)
                 files["views"] = {"path": f"{VIEWS_FOLDER}/", "frame": "canonical", "units": "canonical",
                                   "axes": AXES["canonical"],
-                                  "note": "all generated views; 'sources' in views.json: the 32 the mesh is built from"}  # fmt: skip
+                                  "note": "all generated views; 'sources' in views.json: "
+                                          "the 32 the mesh is built from"}  # fmt: skip
         if extra is not None:
             files.update(extra(tmp))
         write_json_atomic(tmp / RESULT_JSON, result.to_json(files))
@@ -149,7 +152,8 @@ def write_objects(
                              extents=np.asarray(result.object_extents).tolist(), warnings=result.warnings)  # fmt: skip
                 meshes.append((label, result.mesh))
             entries.append(entry)
-        entries += [{"object_id": oid, "ok": False, "error": reason, "refused": True} for oid, reason in refused.items()]
+        entries += [{"object_id": oid, "ok": False, "error": reason, "refused": True}
+                    for oid, reason in refused.items()]  # fmt: skip
         files = {}
         if meshes:
             write_labelled_cloud(tmp / POINTS_PLY, *labelled_samples(meshes, cloud_points))
@@ -160,7 +164,8 @@ def write_objects(
     return out / OBJECTS_JSON
 
 
-def write_labelled_cloud(path: Path, points: np.ndarray, normals: np.ndarray, rgb: np.ndarray, labels: np.ndarray) -> None:
+def write_labelled_cloud(path: Path, points: np.ndarray, normals: np.ndarray, rgb: np.ndarray,
+                         labels: np.ndarray) -> None:  # fmt: skip
     """A binary PLY point cloud with normals, colours and a ``label`` per point (trimesh's exporter)."""
     import trimesh
 

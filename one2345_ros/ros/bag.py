@@ -13,8 +13,8 @@ import bisect
 import json
 import struct
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from ..config import Config, require_models
 from ..results.files import unique_stem, write_objects, write_result
@@ -69,14 +69,16 @@ def run_bag(args, cfg: Config, reconstruct_fn: ReconstructFn | None = None) -> i
         available = {c.topic for c in reader.connections}
         missing = [t for t in roles.values() if t not in available]
         if missing:
-            raise BagError(f"topic(s) {', '.join(missing)} not in {args.bag_in}; it has: {', '.join(sorted(available))}")
+            raise BagError(f"topic(s) {', '.join(missing)} not in {args.bag_in}; "
+                           f"it has: {', '.join(sorted(available))}")  # fmt: skip
         stamps = _header_stamps(reader, roles)
         sets = _select(stamps, slop_s, args.stamps)
         chosen = _fetch(reader, roles, stamps, sets)
     if reconstruct_fn is None:
         reconstruct_fn = _pipeline_reconstructor(cfg)
 
-    out_topics = {key: (f"{args.namespace.rstrip('/')}/{name}", msgtype) for key, (name, msgtype) in TOPIC_TYPES.items()}
+    out_topics = {key: (f"{args.namespace.rstrip('/')}/{name}", msgtype)
+                  for key, (name, msgtype) in TOPIC_TYPES.items()}  # fmt: skip
     mesh_dir = out.resolve() / "meshes"
     written, reports = [], []
     for msgs in chosen:
@@ -180,9 +182,10 @@ def _nearest(sorted_pairs: list[tuple[int, int]], stamp: int, slop_ns: int) -> i
     i = bisect.bisect_left(keys, stamp)
     best = None
     for j in (i - 1, i):
-        if 0 <= j < len(keys) and abs(keys[j] - stamp) <= slop_ns:
-            if best is None or abs(keys[j] - stamp) < abs(keys[best] - stamp):
-                best = j
+        if 0 <= j < len(keys) and abs(keys[j] - stamp) <= slop_ns and (
+            best is None or abs(keys[j] - stamp) < abs(keys[best] - stamp)
+        ):
+            best = j
     return None if best is None else sorted_pairs[best][1]
 
 

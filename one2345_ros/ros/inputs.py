@@ -62,7 +62,8 @@ def check_messages(msgs: InputMessages, inputs: InputConfig | None = None) -> No
     """
     img, mask, labels = msgs.image, msgs.mask, msgs.labels
     if img.encoding not in images.COLOR_ENCODINGS:
-        raise BadMessage(f"image: encoding '{img.encoding}' not supported; use one of {', '.join(images.COLOR_ENCODINGS)}")
+        raise BadMessage(f"image: encoding '{img.encoding}' not supported; "
+                         f"use one of {', '.join(images.COLOR_ENCODINGS)}")  # fmt: skip
     if labels is not None:
         if labels.encoding not in images.LABEL_ENCODINGS:
             raise BadMessage(f"labels: encoding '{labels.encoding}' not supported; use one of "
@@ -70,12 +71,14 @@ def check_messages(msgs: InputMessages, inputs: InputConfig | None = None) -> No
     elif mask is None:
         raise BadMessage("neither a mask nor a label image")
     elif mask.encoding not in images.MASK_ENCODINGS:
-        raise BadMessage(f"mask: encoding '{mask.encoding}' not supported; use one of {', '.join(images.MASK_ENCODINGS)}")
+        raise BadMessage(f"mask: encoding '{mask.encoding}' not supported; "
+                         f"use one of {', '.join(images.MASK_ENCODINGS)}")  # fmt: skip
     for what, msg in (("image", img), ("mask", mask), ("labels", labels), ("depth", msgs.depth)):
         if msg is None:
             continue
         if msg is msgs.depth and msg.encoding not in images.DEPTH_ENCODINGS:
-            raise BadMessage(f"depth: encoding '{msg.encoding}' not supported; use one of {', '.join(images.DEPTH_ENCODINGS)}")
+            raise BadMessage(f"depth: encoding '{msg.encoding}' not supported; "
+                             f"use one of {', '.join(images.DEPTH_ENCODINGS)}")  # fmt: skip
         if int(msg.width) == 0 or int(msg.height) == 0:
             raise BadMessage(f"{what}: empty image ({msg.width}x{msg.height})")
         dtype, channels = images.ENCODINGS[msg.encoding]
@@ -96,7 +99,8 @@ def check_messages(msgs: InputMessages, inputs: InputConfig | None = None) -> No
             raise BadMessage(f"mask: {count} object pixels, fewer than inputs.min_mask_pixels = "
                              f"{inputs.min_mask_pixels} (empty mask?)")  # fmt: skip
     info = msgs.camera_info
-    if info is not None and has_calibration(info) and (info.width, info.height) not in ((0, 0), (img.width, img.height)):
+    if (info is not None and has_calibration(info)
+            and (info.width, info.height) not in ((0, 0), (img.width, img.height))):  # fmt: skip
         raise BadMessage(f"camera_info: calibrated for {info.width}x{info.height}, image is {img.width}x{img.height}")
 
 

@@ -133,10 +133,11 @@ def build_triangle_marker(f: MessageFactory, header, vertices, faces, colors, *,
         points = list(map(_points(f, vertices).__getitem__, flat))
         point_colors = [] if colors is None else list(map(_colors(f, colors).__getitem__, flat))
     return f.make(
-        "visualization_msgs/msg/Marker", header=header, ns=ns, id=int(marker_id), type=11, action=0,  # TRIANGLE_LIST, ADD
+        "visualization_msgs/msg/Marker", header=header, ns=ns, id=int(marker_id),
+        type=11, action=0,  # TRIANGLE_LIST, ADD
         pose=make_pose(f), scale=f.make("geometry_msgs/msg/Vector3", x=1.0, y=1.0, z=1.0),
         color=f.make(COLOR, r=0.8, g=0.8, b=0.8, a=1.0), frame_locked=False, points=points, colors=point_colors,
-    )
+    )  # fmt: skip
 
 
 def build_mesh_resource_marker(f: MessageFactory, header, mesh_uri: str, *, marker_id: int = 0, ns: str = MARKER_NS):

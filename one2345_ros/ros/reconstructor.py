@@ -10,16 +10,24 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from pathlib import Path
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any
 
 from ..config import Config
 from ..results.files import unique_stem, write_objects, write_result
 from ..types import Cancelled, InputError, ReconstructionInputs
 from .images import BadMessage
-from .inputs import (InputMessages, LatestPair, PreparedObjects, has_calibration, has_image, inputs_from_messages,
-                     objects_from_messages)  # fmt: skip
+from .inputs import (
+    InputMessages,
+    LatestPair,
+    PreparedObjects,
+    has_calibration,
+    has_image,
+    inputs_from_messages,
+    objects_from_messages,
+)
 from .publications import ObjectOutcome
 from .scheduler import Busy, Ticket, Worker, wait_for
 
@@ -45,7 +53,7 @@ class Request:
     label_ids: tuple[int, ...] = ()
 
     @classmethod
-    def from_msg(cls, msg) -> "Request":
+    def from_msg(cls, msg) -> Request:
         return cls(msg.object_id, msg.image, msg.mask, msg.depth, msg.camera_info, getattr(msg, "labels", None),
                    tuple(int(i) for i in getattr(msg, "label_ids", ())))  # fmt: skip
 

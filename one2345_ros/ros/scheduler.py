@@ -8,12 +8,14 @@ PyTorch guide), and the executor threads stay free for image callbacks.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import CancelledError, Future
 from concurrent.futures import TimeoutError as FutureTimeout  # not the builtin before Python 3.11
-from typing import Any, Callable
+from typing import Any
 
 ProgressFn = Callable[[str, float], None]
 JobFn = Callable[[ProgressFn, threading.Event], Any]
@@ -163,8 +165,6 @@ def wait_for(ticket: Ticket, timeout_s: float = 0.0, should_cancel: Callable[[],
         elif deadline is not None and time.monotonic() > deadline:
             status = "timeout"
     ticket.cancel()
-    try:
+    with contextlib.suppress(BaseException):  # the job's outcome no longer matters
         ticket.wait(grace_s)
-    except BaseException:  # the job's outcome no longer matters
-        pass
     return status, None

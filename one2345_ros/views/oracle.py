@@ -19,16 +19,17 @@ seeds are ignored, and nothing of the truth flows back through ``generate``.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import trimesh
 
 from ..geometry import cameras
-from ..geometry.render import RenderResult, Renderer, Shading
+from ..geometry.render import Renderer, RenderResult, Shading
 from .base import ProgressFn, ViewRequest, check_generate_args
 
 RECENTRE_MAX_ITERATIONS = 30
+DEFAULT_SHADING = Shading()
 RECENTRE_TOLERANCE_PX = 1e-3
 """The silhouette box centre ends within this of the view centre (view pixels)."""
 
@@ -56,7 +57,7 @@ class OracleGenerator:
         fill_ratio: float = 0.75,
         size: int = cameras.VIEW_SIZE,
         supersample: int = 2,
-        shading: Shading | None = Shading(),
+        shading: Shading | None = DEFAULT_SHADING,
         center: str = "crop",
     ):
         input_c2w = np.asarray(input_c2w, dtype=np.float64)
@@ -286,7 +287,8 @@ def oracle_from_config(cfg, fill_ratio: float = 0.75, input_c2w=None, object_id:
     if mesh_path.is_dir():
         found = sorted(p for p in mesh_path.glob(f"{object_id}.*") if p.is_file()) if object_id else []
         if not found:
-            raise InputError(f"oracle: no mesh for object {object_id!r} in {mesh_path} (expected {object_id}.ply, .obj, ...)")
+            raise InputError(f"oracle: no mesh for object {object_id!r} in {mesh_path} "
+                             f"(expected {object_id}.ply, .obj, ...)")  # fmt: skip
         mesh_path = found[0]
 
     c2w = np.asarray(cfg.input_c2w if input_c2w is None else input_c2w, dtype=np.float64)
