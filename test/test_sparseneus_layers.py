@@ -30,7 +30,8 @@ def test_state_dict_keys_and_shapes_equal_the_reference():
     for name in SparseNeuS.CHECKPOINT_MODULES:
         got = {k: list(v.shape) for k, v in getattr(model, name).state_dict().items()}
         assert got == KEYS["modules"][name], name
-    assert sorted(SparseNeuS.CHECKPOINT_MODULES) == sorted(k for k in KEYS["top_level"] if k.endswith(("network", "lod0")))
+    top_level_modules = sorted(k for k in KEYS["top_level"] if k.endswith(("network", "lod0")))
+    assert sorted(SparseNeuS.CHECKPOINT_MODULES) == top_level_modules
 
 
 # ------------------------------------------------------------ naive torchsparse 1.4

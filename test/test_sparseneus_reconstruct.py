@@ -3,23 +3,22 @@
 import numpy as np
 import pytest
 import torch
-import trimesh
 from sparseneus_fixtures import TINY_ARCH, make_checkpoint, render_sphere_views
 
-from one2345_ros.geometry import cameras as cam
-from one2345_ros.config import MeshConfig, Config, SparseNeuSConfig
-from one2345_ros.types import ViewSet
-from one2345_ros.views.folder import write_views_folder
 from one2345_ros.cli.main import main as cli_main
-from one2345_ros.recon import make_reconstructor
+from one2345_ros.config import Config, MeshConfig, SparseNeuSConfig
+from one2345_ros.geometry import cameras as cam
 from one2345_ros.mesh import make_mesh
 from one2345_ros.mesh.extract import SdfGrid, extract_mesh
+from one2345_ros.recon import make_reconstructor
 from one2345_ros.recon.sparseneus import SparseNeuS, reconstruct_sparseneus
 from one2345_ros.recon.sparseneus.backend import SparseNeuSReconstructor
 from one2345_ros.recon.sparseneus.checkpoint import load_state
 from one2345_ros.recon.sparseneus.extract import sdf_grid
 from one2345_ros.recon.sparseneus.frame import reconstruction_frame
 from one2345_ros.recon.sparseneus.network import active_voxels, voxel_centers
+from one2345_ros.types import ViewSet
+from one2345_ros.views.folder import write_views_folder
 
 CFG = SparseNeuSConfig(volume_resolution=16, mesh_resolution=40, device="cpu")
 MESH = MeshConfig(keep_largest_component=False, min_component_fraction=0.0)

@@ -8,6 +8,7 @@ stays inactive and must say so; with weights it must ask for an image/mask pair.
 import os
 import unittest
 
+import launch
 import launch_testing.actions
 import launch_testing.asserts
 import pytest
@@ -16,7 +17,6 @@ from ament_index_python.packages import get_package_share_directory
 from launch.actions import IncludeLaunchDescription
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 
-import launch
 from one2345_ros.srv import ReconstructObject
 
 

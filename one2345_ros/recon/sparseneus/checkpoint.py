@@ -26,7 +26,11 @@ from .network import ONE2345_ARCH, SparseNeuS, SparseNeuSArch
 HF_LOCATION = "Hugging Face repo One-2-3-45/code, file SparseNeuS_demo_v1/exp/lod0/checkpoints/ckpt_215000.pth"
 NON_NETWORK_ENTRIES = ("optimizer", "iter_step", "val_step")
 TOLERATED_MISSING = frozenset(
-    [f"pyramid_feature_network.conv{b}.{i}.bn.num_batches_tracked" for b, n in ((0, 2), (1, 3), (2, 3)) for i in range(n)]
+    [
+        f"pyramid_feature_network.conv{b}.{i}.bn.num_batches_tracked"
+        for b, n in ((0, 2), (1, 3), (2, 3))
+        for i in range(n)
+    ]
     + ["sdf_network_lod0.compress_layer.bn.num_batches_tracked"]
 )
 
@@ -45,7 +49,9 @@ class CheckpointMismatchError(ValueError):
     def __init__(self, path, differences: list[str]) -> None:
         self.differences = differences
         lines = "\n  ".join(differences)
-        super().__init__(f"{path}: not a One-2-3-45 SparseNeuS lod0 checkpoint ({len(differences)} differences):\n  {lines}")
+        super().__init__(
+            f"{path}: not a One-2-3-45 SparseNeuS lod0 checkpoint ({len(differences)} differences):\n  {lines}"
+        )
 
 
 def resolve_checkpoint(path: str | os.PathLike | None) -> Path:
@@ -58,7 +64,9 @@ def resolve_checkpoint(path: str | os.PathLike | None) -> Path:
         )
     p = Path(path).expanduser()
     if not p.is_file():
-        raise WeightsNotFoundError(f"SparseNeuS checkpoint not found: {p}. Download ckpt_215000.pth from the {HF_LOCATION}.")
+        raise WeightsNotFoundError(
+            f"SparseNeuS checkpoint not found: {p}. Download ckpt_215000.pth from the {HF_LOCATION}."
+        )
     return p
 
 
