@@ -26,17 +26,24 @@ requests (each plus its fusion, timed alone). ``--alternatives`` adds the trunca
 the hull's grid before marching cubes (the option not taken; docs/DESIGN.md "Depth fusion").
 
 Goals: visible-part Chamfer with fusion <= 1.5 x the mean |noise|; no regression on the hidden
-part (fused / unfused <= 1.02); every object returned or reported with its reason.
+part (fused / unfused <= 1.01: 1.00 plus the figure's ~1 % sampling noise); every object returned
+or reported with its reason. ``stretched_area_fraction``: the fused area in faces that grew > 2x.
 
     PYTHONPATH=. python benchmarks/fusion.py [--scenes 2] [--seed 0] [--alternatives]
                                              [--out benchmarks/results/fusion.json]
 
-The default (2 scenes, of 3 and 5 objects) took 12 min on 2 shared CPU cores (load average ~11:
-times there are inflated and the one-request / single-requests ratio is noisy). Measured (seed 0,
-8 objects, all returned): visible Chamfer median 0.62 -> 0.52 mm, max 2.11 -> 1.19 mm, every
-object <= 0.92 x the mean |noise| (goal 1.5 x); hidden median ratio 0.999 but 2 objects at
-x1.05 (goal <= 1.02 not met: fusion's noise and spreading leak into the hidden band next to the
-silhouette where the hull was already better than the depth noise).
+The default (2 scenes, of 3 and 5 objects) took 12-15 min on 2 shared CPU cores (load average
+~8-11: times there are inflated and the one-request / single-requests ratio is noisy). Measured
+with the significance gain (fuse_depth.py step 4), seed 0 (benchmarks/results/fusion.json) and
+the held-out seed 1, 8 objects each, all returned: visible Chamfer median 0.62 -> 0.38 mm (seed
+1: 0.46 -> 0.35), every object <= 1.28 x the mean |noise| (goal 1.5 x); objects already within
+the noise get worse by at most 0.016 mm, 1.3 % of the noise (before: random_1002 0.26 -> 0.58 mm,
+mallet 0.30 -> 0.45 mm). Hidden ratio <= 1.011 on 12 of 16 objects; not met on the 4 that the camera sees
+into past a nearer rim (mugs x1.033, x1.352, x1.056; random_1001's dent x1.052): the faces between
+the rim and the floor behind it stretch along the rim's shadow ray (12-17 % of the fused area,
+8-15 mm from the true hidden wall). On those the truth -> hidden side does not get worse (<= +0.2 %)
+and the whole-object Chamfer improves by 6-7 %; without the stretched faces, reconstruction ->
+truth on the hidden part improves (e.g. random_1001 2.02 -> 0.72 mm).
 """
 
 from __future__ import annotations
@@ -82,8 +89,10 @@ FLYING_FRACTION = 0.33
 """Fraction of the remaining pixels at a depth jump that read a blend of both sides."""
 GOAL_X_NOISE = 1.5
 """Goal: visible-part Chamfer with fusion <= 1.5 x the mean |noise| at the object's range."""
-HIDDEN_TOLERANCE = 1.02
-"""No regression on the hidden part: fused / unfused Chamfer <= this."""
+HIDDEN_TOLERANCE = 1.01
+"""No regression on the hidden part: fused / unfused Chamfer <= this (1 % for the sampling noise of the figure)."""
+STRETCH = 2.0
+"""Faces whose area grew more than this factor with fusion: surface stretched across a self-occlusion."""
 OBJECT_COUNTS = (3, 5, 2, 4)
 """Objects in scene k: OBJECT_COUNTS[k mod 4] (the default 2 scenes: 3 and 5)."""
 
@@ -343,6 +352,9 @@ def run_scene(k: int, n: int, rng: np.random.Generator, seed: int, alternatives:
         for label in meshes:
             if label != "unfused":
                 row[label]["hidden_ratio"] = row[label]["hidden_mm"] / row["unfused"]["hidden_mm"]
+        stretch = fused_result.mesh.area_faces / np.maximum(single.mesh.area_faces, 1e-30)
+        row["fused"]["stretched_area_fraction"] = float(fused_result.mesh.area_faces[stretch > STRETCH].sum()
+                                                        / fused_result.mesh.area)  # fmt: skip
     timing = {"scene": k, "objects": n, "reconstructed": len(prepared), "one_request_s": batch_s,
               "single_requests_s": singles_s, "ratio": batch_s / singles_s if singles_s else float("nan")}  # fmt: skip
     return rows, timing
@@ -357,7 +369,8 @@ def print_row(row: dict) -> None:
     text = (f"{head} {100 * row['size_m']:4.1f}cm {row['range_m']:4.2f}m occ {row['occluded_fraction']:4.2f} "
             f"|n| {row['mean_abs_noise_mm']:4.2f} | vis {u['visible_mm']:5.2f} -> {f['visible_mm']:5.2f} mm "
             f"({f['visible_x_noise']:4.2f}x) | hid {u['hidden_mm']:5.2f} -> {f['hidden_mm']:5.2f} "
-            f"(x{f['hidden_ratio']:5.3f}) | centre {u['centre_error_mm']:5.2f} -> {f['centre_error_mm']:5.2f} mm "
+            f"(x{f['hidden_ratio']:5.3f}, stretched {100 * f['stretched_area_fraction']:4.1f} %) "
+            f"| centre {u['centre_error_mm']:5.2f} -> {f['centre_error_mm']:5.2f} mm "
             f"size {u['size_error_pct']:4.2f} -> {f['size_error_pct']:4.2f} % | fuse {row['fuse_s']:4.2f} s"
             f"{'' if row['consistent'] else ' INCONSISTENT'}")  # fmt: skip
     if "tsdf" in row:

@@ -112,10 +112,26 @@ def test_fusion_brings_the_visible_part_to_the_depth_noise(scene):
     after = chamfer(fused, truth)
     assert before.visible > 1.4 * GOAL  # the reconstruction's visible side is wrong to start with
     assert after.visible < GOAL
-    # measured: visible 4.0 -> 1.0 mm (goal 2.6 mm), hidden 3.9 -> 3.9 mm
-    assert after.hidden < 1.02 * before.hidden
+    # measured: visible 4.0 -> 1.1 mm (goal 2.6 mm), hidden 3.90 -> 3.89 mm
+    assert after.hidden < 1.01 * before.hidden
     # the rest: grazing, or beyond the true silhouette (this reconstruction is too large sideways too)
     assert info["target_vertices"] > 0.6 * info["visible_vertices"]
+
+
+def test_a_reconstruction_already_within_the_noise_stays(scene):
+    """The truth itself (another tessellation, 0.03 mm off): its offsets to the depth are noise, so fusion
+    must not replace it with the noise (before the significance gain: visible 0.03 -> 0.14 mm, the 90th
+    percentile of the vertices' moves 0.58 mm)."""
+    truth, _, rendered, depth, _, _ = scene
+    good = ellipsoid(CENTRE, RADII, ROTATION, subdivisions=4)
+    fused, info = fuse_depth(good, depth, K, rendered.mask, C.MetricConfig())
+    before, after = chamfer(good, truth), chamfer(fused, truth)
+    assert info["target_vertices"] > 0.6 * info["visible_vertices"]  # it had targets, and kept still
+    # measured: visible 0.025 -> 0.031 mm, hidden 0.0258 -> 0.0262 mm, 90 % of the vertices moved < 0.04 mm
+    assert after.visible < max(1.5 * before.visible, 0.05 * MEAN_ABS_NOISE)
+    assert after.hidden < before.hidden + 0.01 * MEAN_ABS_NOISE  # a ratio of figures of a few um is noise
+    moved = np.linalg.norm(np.asarray(fused.vertices) - np.asarray(good.vertices), axis=1)
+    assert np.percentile(moved, 90) < 0.05 * MEAN_ABS_NOISE
 
 
 def test_hidden_side_far_from_the_visible_side_does_not_move(scene):
@@ -321,14 +337,17 @@ def test_several_objects_each_fused_with_its_own_mask():
     truths = [ellipsoid(c, RADII, r, subdivisions=4) for c, r in zip(centres, rotations)]
     middle = 0.5 * (centres[0] + centres[1])
     c2w = cam.look_at(middle + cam.camera_center(60.0, 90.0, 0.6), middle)
-    scene = render_objects(truths, K, c2w, W, H, supersample=1)
+    # Half the resolution of the other tests (f = 300 px, 320x240): the depth fit's ICP, which dominates this
+    # test's time, then has ~1,000 points per object instead of its cap of 3,000.
+    k_half, w_half, h_half = cam.intrinsics(300.0, 300.0, 159.5, 119.5), W // 2, H // 2
+    scene = render_objects(truths, k_half, c2w, w_half, h_half, supersample=1)
     masks = {"a": scene.labels == 1, "b": scene.labels == 2}
-    assert all(m.sum() > 2000 for m in masks.values())
+    assert all(m.sum() > 500 for m in masks.values())
     # a coarser grid than the single object's: the depth fit's ICP dominates this test's time
     backends = [KnownSurface(OracleGenerator(t, c2w), c, r, nodes=32) for t, c, r in zip(truths, centres, rotations)]
     cfg = C.load_config(overrides=dict([C.parse_override("elevation.source=gravity")]))
     depth = noisy(scene.depth, np.random.default_rng(4))
-    calibration = make_calibration(K, [], "plumb_bob", W, H, "cam")
+    calibration = make_calibration(k_half, [], "plumb_bob", w_half, h_half, "cam")
     prepared, refused = prepare_objects(scene.image, masks, cfg.inputs, depth=depth, depth_encoding="32FC1",
                                         calibration=calibration, frame_id="cam", gravity_c2w=c2w)  # fmt: skip
     assert not refused
@@ -343,9 +362,10 @@ def test_several_objects_each_fused_with_its_own_mask():
         np.testing.assert_allclose(result.mesh.vertices, expected.vertices, atol=1e-12)
         other = in_camera[1 - k]
         before, after = chamfer(unfused, in_camera[k], [other]), chamfer(result.mesh, in_camera[k], [other])
-        # measured: visible 0.73 -> 0.39 and 0.75 -> 0.35 mm (the depth fit already took the hull's 4 mm
-        # inflation out on average), hidden 4.38 -> 4.35 and 2.24 -> 2.25 mm
-        assert after.visible < min(GOAL, 0.7 * before.visible)
-        assert after.hidden < 1.02 * before.hidden
+        # measured: visible 0.70 -> 0.51 and 0.74 -> 0.52 mm (the depth fit already took the hull's 4 mm
+        # inflation out on average; the waviness left is ~0.4 x the noise, so only part of it is significant
+        # at this resolution), hidden 4.36 -> 4.34 and 2.207 -> 2.206 mm
+        assert after.visible < min(GOAL, 0.8 * before.visible)
+        assert after.hidden < 1.01 * before.hidden
         # the pose and extents describe the fused mesh
         np.testing.assert_allclose(result.object_pose[:3, 3], result.mesh.bounding_box_oriented.centroid, atol=2e-3)

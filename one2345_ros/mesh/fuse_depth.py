@@ -18,9 +18,18 @@ deforms the mesh so that its visible side agrees with the depth and leaves the r
    ``fuse_max_away`` behind the vertex (fractions of the mesh's bounding-box diagonal),
    inliers within 3 robust sigmas (MAD) of their median, then a least-squares plane through
    the inliers evaluated at the vertex's sub-pixel position (the median alone is biased where
-   the window is cut by the silhouette or straddles a curved part). The target is the point of
-   the vertex's camera ray at that depth, so the silhouette does not move.
-4. Smooth spreading: the displacement field d solves the screened Laplace problem
+   the window is cut by the silhouette or straddles a curved part; a vertex whose plane would
+   extrapolate beyond the inliers' spread gets no target). The target is the point of the
+   vertex's camera ray at that depth, so the silhouette does not move. Its standard error is
+   the plane's residual scale times the fit's leverage at the vertex (large where the window is
+   cut by the mask border and the plane is extrapolated).
+4. Only significant moves (a local Wiener gain): a vertex's offset o (target minus vertex depth)
+   is scaled by ``max(0, 1 - SIGNIFICANCE x mean(se^2) / mean(o^2))``, both means over the
+   targets within :data:`NOISE_RADIUS_FALLOFFS` falloffs. Where the reconstruction already
+   agrees with the depth to within its noise the offsets are noise and the vertices stay (the
+   noise would otherwise replace a better reconstruction); where it is off by more (a filled
+   concavity, a flat facet, a scale error) the gain is ~1.
+5. Smooth spreading: the displacement field d solves the screened Laplace problem
    ``(I - P + mu I + lam C) d = lam C d*`` on the mesh graph (P: neighbour averaging,
    trimesh's umbrella operator; C: the vertices with a target; lam: :data:`DATA_WEIGHT`),
    whose solution decays like exp(-distance / falloff) away from the targets, with
@@ -29,6 +38,12 @@ deforms the mesh so that its visible side agrees with the depth and leaves the r
    triangulation). It is solved (scipy SuperLU) only on the vertices within
    :data:`REGION_FALLOFFS` falloffs of a target; every other vertex keeps its position
    exactly, so the unseen side far from the seen one is the reconstruction's.
+
+What fusion cannot avoid (benchmarks/fusion.py, docs/DESIGN.md): where the camera sees into a
+concavity past a nearer rim (a mug's opening, a deep dent), the faces between vertices that land
+on the rim and vertices that land on the floor behind it stretch along the rim's shadow ray (the
+faces are kept, so the surface cannot tear). That new surface lies in space the camera could not
+see and counts in the hidden part's Chamfer.
 
 Faces and vertex colours are kept (the vertices only move). Why deformation rather than
 fusing the depth into the signed grid before marching cubes (a truncated-SDF update, then
@@ -63,6 +78,10 @@ REGION_FALLOFFS = 4.0
 ROBUST_SIGMAS = 3.0
 MIN_ROBUST_SCALE = 1e-3
 """Floor of the robust spread of a window, as a fraction of the range (quantised depth has MAD 0)."""
+SIGNIFICANCE = 2.0
+"""Offsets move a vertex only where their local mean square exceeds this many times the targets' variance."""
+NOISE_RADIUS_FALLOFFS = 2.0
+"""Radius (in falloffs) of the neighbourhood over which offsets and target variances are averaged (step 4)."""
 
 
 def usable_depth(depth_m: np.ndarray, mask: np.ndarray, edge_jump: float) -> np.ndarray:
@@ -92,10 +111,11 @@ def visible_vertices(mesh: trimesh.Trimesh, tolerance: float) -> np.ndarray:
 
 
 def local_depth(z_image: np.ndarray, uv: np.ndarray, z_vertex: np.ndarray, window_px: int, toward_m: float,
-                away_m: float) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+                away_m: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
     """Robust depth at sub-pixel positions ``uv`` (N, 2) of vertices at depths ``z_vertex`` (step 3).
 
-    Returns (z (N,), ok (N,) bool). Hand-written and vectorised over the vertices: image filters
+    Returns (z (N,), ok (N,) bool, its standard error (N,)); z and the error are NaN where not ok.
+    Hand-written and vectorised over the vertices: image filters
     (OpenCV, scipy.ndimage) neither skip NaN holes nor fit planes; ``generic_filter`` with a
     Python callback would take ~100x longer.
     """
@@ -115,9 +135,9 @@ def local_depth(z_image: np.ndarray, uv: np.ndarray, z_vertex: np.ndarray, windo
     samples[(offset > away_m) | (offset < -toward_m)] = np.nan
     ok = np.count_nonzero(np.isfinite(samples), axis=1) >= MIN_SAMPLES
     samples, frac, z_vertex = samples[ok], frac[ok], z_vertex[ok]
-    z = np.full(len(ok), np.nan)
+    z, error = np.full(len(ok), np.nan), np.full(len(ok), np.nan)
     if not ok.any():
-        return z, ok
+        return z, ok, error
     median = np.nanmedian(samples, axis=1)
     spread = 1.4826 * np.nanmedian(np.abs(samples - median[:, None]), axis=1)
     spread = np.maximum(spread, MIN_ROBUST_SCALE * median)
@@ -127,16 +147,36 @@ def local_depth(z_image: np.ndarray, uv: np.ndarray, z_vertex: np.ndarray, windo
     weight = inlier.astype(np.float64)
     normal = np.einsum("nk,nki,nkj->nij", weight, X, X) + 1e-9 * np.eye(3)
     rhs = np.einsum("nk,nki,nk->ni", weight, X, np.where(inlier, samples, 0.0))
-    plane = np.linalg.solve(normal, rhs[..., None])[:, 0, 0]
-    # A plane needs a spread of points; an extrapolation beyond the inliers' spread is not trusted.
-    trusted = (inlier.sum(axis=1) >= 6) & (np.abs(plane - median) <= ROBUST_SIGMAS * spread)
-    z[ok] = np.where(trusted, plane, median)
-    return z, ok
+    coefficients = np.linalg.solve(normal, rhs[..., None])[..., 0]
+    plane = coefficients[:, 0]
+    # Standard error of a at the vertex: residual variance (3 parameters) x the leverage (X^T W X)^-1[0, 0].
+    count = inlier.sum(axis=1)
+    residual = np.where(inlier, samples - np.einsum("nki,ni->nk", X, coefficients), 0.0)
+    variance = np.maximum(np.square(residual).sum(axis=1) / np.maximum(count - 3, 1), (MIN_ROBUST_SCALE * median) ** 2)
+    standard_error = np.sqrt(variance * np.linalg.inv(normal)[:, 0, 0])
+    # A plane needs a spread of points; an extrapolation beyond the inliers' spread is not trusted, and the
+    # median instead would be biased (a window cut by the silhouette of a curved part): no target.
+    trusted = (count >= 6) & (np.abs(plane - median) <= ROBUST_SIGMAS * spread)
+    z[ok] = np.where(trusted, plane, np.nan)
+    error[ok] = np.where(trusted, standard_error, np.nan)
+    ok[ok] = trusted
+    return z, ok, error
+
+
+def significance_gain(points: np.ndarray, offset: np.ndarray, error: np.ndarray, radius_m: float) -> np.ndarray:
+    """(T,) factor in [0, 1] for the offsets of targets at ``points`` (T, 3) with standard errors ``error`` (step 4)."""
+    n = len(points)
+    pairs = cKDTree(points).query_pairs(radius_m, output_type="ndarray")
+    near = sp.coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n)).tocsr()
+    near = near + near.T + sp.identity(n, format="csr")
+    energy = near @ np.square(offset)
+    noise = near @ np.square(error)  # both sums over the same neighbours: their ratio is that of the means
+    return np.clip(1.0 - SIGNIFICANCE * noise / np.maximum(energy, 1e-30), 0.0, 1.0)
 
 
 def spread_displacement(mesh: trimesh.Trimesh, targets: np.ndarray, displacement: np.ndarray,
                         falloff_m: float) -> tuple[np.ndarray, int]:  # fmt: skip
-    """(V, 3) displacement: ``displacement`` (T, 3) at vertices ``targets`` spread smoothly (step 4).
+    """(V, 3) displacement: ``displacement`` (T, 3) at vertices ``targets`` spread smoothly (step 5).
 
     Returns (field, number of vertices solved for); vertices farther than REGION_FALLOFFS
     falloffs from every target get exactly 0.
@@ -187,12 +227,17 @@ def fuse_depth(mesh: trimesh.Trimesh, depth_m: np.ndarray, K: np.ndarray, mask: 
     projected = vertices[candidates] @ K.T
     uv = projected[:, :2] / projected[:, 2:]
     z_vertex = vertices[candidates, 2]
-    z_target, ok = local_depth(z_image, uv, z_vertex, cfg.fuse_window_px, cfg.fuse_max_toward * diagonal,
-                               cfg.fuse_max_away * diagonal)  # fmt: skip
+    z_target, ok, error = local_depth(z_image, uv, z_vertex, cfg.fuse_window_px, cfg.fuse_max_toward * diagonal,
+                                      cfg.fuse_max_away * diagonal)  # fmt: skip
     targets = candidates[ok]
+    falloff = cfg.fuse_falloff * diagonal
+    gain = np.zeros(len(targets))
+    if len(targets):
+        gain = significance_gain(vertices[targets], z_target[ok] - z_vertex[ok], error[ok],
+                                 NOISE_RADIUS_FALLOFFS * falloff)  # fmt: skip
     # The point of the vertex's own camera ray at the measured depth: the silhouette stays put.
-    wanted = vertices[targets] * (z_target[ok] / z_vertex[ok])[:, None] - vertices[targets]
-    field, solved = spread_displacement(mesh, targets, wanted, cfg.fuse_falloff * diagonal)
+    wanted = vertices[targets] * (gain * (z_target[ok] / z_vertex[ok] - 1.0))[:, None]
+    field, solved = spread_displacement(mesh, targets, wanted, falloff)
     out = mesh.copy()
     out.vertices = vertices + field
     moved = np.linalg.norm(field, axis=1)
@@ -204,6 +249,8 @@ def fuse_depth(mesh: trimesh.Trimesh, depth_m: np.ndarray, K: np.ndarray, mask: 
         "solved_vertices": solved,
         "moved_vertices": int(np.count_nonzero(moved > 1e-9)),
         "target_shift_median_m": float(np.median(np.linalg.norm(wanted, axis=1))) if len(targets) else 0.0,
+        "target_error_median_m": float(np.median(error[ok])) if len(targets) else 0.0,
+        "significant_targets": int(np.count_nonzero(gain > 0.5)),
         "shift_max_m": float(moved.max()) if len(moved) else 0.0,
         "residual_median_m": float(np.median(residual)) if len(targets) else 0.0,
     }
