@@ -54,6 +54,7 @@ class RayCaster:
         self.mesh = mesh
         self._vertices = np.asarray(mesh.vertices, dtype=np.float64)
         self._faces = np.asarray(mesh.faces)
+        self._triangles = self._vertices[self._faces]  # [F, 3 corners, 3]
         self._intersector = embree_intersector(mesh)
 
     def intersect(self, origins: np.ndarray, directions: np.ndarray) -> RayHits:
@@ -64,7 +65,8 @@ class RayCaster:
         face = np.asarray(face, dtype=np.int64)
         ray = np.asarray(ray, dtype=np.int64)
         # Moeller-Trumbore in float64 on the triangle Embree found
-        v0, v1, v2 = (self._vertices[self._faces[face, k]] for k in range(3))
+        tri = self._triangles[face]
+        v0, v1, v2 = tri[:, 0], tri[:, 1], tri[:, 2]
         o, d = origins[ray], directions[ray]
         e1, e2 = v1 - v0, v2 - v0
         p = np.cross(d, e2)

@@ -243,7 +243,7 @@ class OracleGenerator:
         c2ws = self.target_c2ws(cond_pose, targets)
         images = np.empty((len(c2ws), self.size, self.size, 3), dtype=np.uint8)
         for i, c2w in enumerate(self.mesh_c2w(c2ws)):
-            images[i] = self._renderer.render(self.K, c2w, self.size, self.size, supersample=self.supersample).rgb
+            images[i] = self._renderer.render_rgb(self.K, c2w, self.size, self.size, supersample=self.supersample)
             if progress is not None:
                 progress(i + 1, len(c2ws))
         return images
