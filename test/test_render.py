@@ -213,3 +213,17 @@ def test_render_rgb_is_the_rgb_of_render(supersample):
     rgb = r.render_rgb(K, c2w, 256, 256, supersample=supersample)
     np.testing.assert_array_equal(rgb, r.render(K, c2w, 256, 256, supersample=supersample).rgb)
     assert rgb.dtype == np.uint8 and rgb.shape == (256, 256, 3)
+
+
+def test_raycaster_finds_the_triangles_trimesh_finds():
+    """RayCaster queries Embree directly; the hits are trimesh's first hits, ray for ray."""
+    from one2345_ros.geometry.raycast import RayCaster, embree_intersector
+
+    mug = load_object("mug")
+    origins, dirs = cameras.pixel_rays(cameras.view_intrinsics(), cameras.spherical_to_c2w(65.0, 10.0, 2.2), 256, 256)
+    origins, dirs = origins.reshape(-1, 3), dirs.reshape(-1, 3)
+    face, ray = embree_intersector(mug).intersects_id(origins, dirs, multiple_hits=False)
+    hits = RayCaster(mug).intersect(origins, dirs)
+    assert len(ray) > 1000
+    np.testing.assert_array_equal(hits.ray, ray)
+    np.testing.assert_array_equal(hits.face, face)

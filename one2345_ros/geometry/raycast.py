@@ -61,9 +61,18 @@ class RayCaster:
         """First hits of rays ``origins``/``directions`` [N, 3] (unit directions)."""
         origins = np.asarray(origins, dtype=np.float64)
         directions = np.asarray(directions, dtype=np.float64)
-        face, ray = self._intersector.intersects_id(origins, directions, multiple_hits=False)
-        face = np.asarray(face, dtype=np.int64)
-        ray = np.asarray(ray, dtype=np.int64)
+        scene = getattr(self._intersector, "_scene", None)
+        if scene is not None and hasattr(scene, "run"):
+            # trimesh's first-hit path without its per-call copies and bookkeeping: the same
+            # unit directions, the same Embree query, hits in ray order
+            query = np.asarray(scene.run(origins, trimesh.util.unitize(directions)))
+            hit = query != -1
+            ray = np.nonzero(hit)[0].astype(np.int64)
+            face = query[hit].astype(np.int64)
+        else:  # pragma: no cover - another trimesh layout
+            face, ray = self._intersector.intersects_id(origins, directions, multiple_hits=False)
+            face = np.asarray(face, dtype=np.int64)
+            ray = np.asarray(ray, dtype=np.int64)
         # Moeller-Trumbore in float64 on the triangle Embree found
         tri = self._triangles[face]
         v0, v1, v2 = tri[:, 0], tri[:, 1], tri[:, 2]
