@@ -227,3 +227,13 @@ def test_raycaster_finds_the_triangles_trimesh_finds():
     assert len(ray) > 1000
     np.testing.assert_array_equal(hits.ray, ray)
     np.testing.assert_array_equal(hits.face, face)
+
+
+def test_render_mask_is_the_mask_of_render():
+    """render_mask (no colours, no depth) gives render's mask bit for bit."""
+    r = Renderer(load_object("house"))
+    K = cameras.view_intrinsics()
+    c2w = cameras.spherical_to_c2w(60.0, 200.0, 2.2)
+    mask = r.render_mask(K, c2w, 256, 256)
+    np.testing.assert_array_equal(mask, r.render(K, c2w, 256, 256).mask)
+    assert mask.dtype == bool and mask.any()

@@ -237,6 +237,15 @@ class Renderer:
         color, _, _ = self._render(K, c2w, width, height, supersample, want_depth=False)
         return np.clip(np.rint(color), 0, 255).astype(np.uint8)
 
+    def render_mask(self, K, c2w, width: int, height: int) -> np.ndarray:
+        """``render(...).mask`` without supersampling, colours or depth: the pixel centres that hit."""
+        width, height = int(width), int(height)
+        if width <= 0 or height <= 0:
+            raise ValueError(f"image size must be positive, got {width}x{height}")
+        _check_camera(K, c2w)
+        _, hit, _ = self._render_once(K, c2w, width, height, want_color=False)
+        return hit
+
     def _render(self, K, c2w, width, height, supersample, want_depth: bool):
         """Colour float [H, W, 3], alpha float32 [H, W] and (``want_depth`` or no supersampling) depth [H, W]."""
         width, height, supersample = int(width), int(height), int(supersample)
