@@ -48,7 +48,7 @@ def _render_views(mesh, elevation, azimuth, renderer=None):
     distance = K256[0, 0] * float(np.max(mesh.extents)) / (FILL * 256)
     c2w = cam.spherical_to_c2w(90.0 - elevation + offsets[:, 0], azimuth + offsets[:, 1], distance)
     c2w[:, :3, 3] += mesh.bounding_box.centroid
-    return np.stack([renderer.render(K256, m, 256, 256, supersample=2).rgb for m in c2w]), c2w
+    return np.stack([renderer.render_rgb(K256, m, 256, 256, supersample=2) for m in c2w]), c2w
 
 
 RENDERED = {

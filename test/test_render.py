@@ -183,3 +183,57 @@ def test_bad_cameras_are_rejected():
         r.render(np.eye(3), np.diag([2.0, 1.0, 1.0, 1.0]), 10, 10)
     with pytest.raises(ValueError, match="positive"):
         r.render(np.eye(3), np.eye(4), 0, 10)
+
+
+def test_cached_camera_rays_are_exactly_the_unprojected_pixels():
+    """pixel_rays reuses the camera-frame rays per (K, size); the rays are bit for bit those
+    of unproject at depth 1 (the uncached formula), and the cache cannot be written to."""
+    K = cameras.intrinsics(150.0, 160.0, 79.3, 61.7)
+    c2w = cameras.look_at(np.array([0.4, -1.3, 1.1]), np.array([0.1, 0.2, 0.0]))
+    u, v = np.meshgrid(np.arange(160, dtype=np.float64), np.arange(120, dtype=np.float64))
+    uv = np.stack([u, v], axis=-1).reshape(-1, 2)
+    points = cameras.unproject(uv, np.ones(len(uv)), K, c2w)
+    expected = points - c2w[:3, 3]
+    expected /= np.linalg.norm(expected, axis=-1, keepdims=True)
+    for _ in range(2):  # computed, then cached
+        origins, dirs = cameras.pixel_rays(K, c2w, 160, 120)
+        np.testing.assert_array_equal(dirs.reshape(-1, 3), expected)
+        np.testing.assert_array_equal(origins.reshape(-1, 3), np.broadcast_to(c2w[:3, 3], expected.shape))
+    cached = cameras.camera_rays(K, 160, 120)
+    assert cached is cameras.camera_rays(K.copy(), 160, 120) and not cached.flags.writeable
+    assert cameras.camera_rays(K, 160, 121) is not cached
+
+
+@pytest.mark.parametrize("supersample", [1, 2])
+def test_render_rgb_is_the_rgb_of_render(supersample):
+    """render_rgb (no pixel-centre depth pass) gives render's RGB bit for bit."""
+    r = Renderer(load_object("mug"))
+    K = cameras.view_intrinsics()
+    c2w = cameras.spherical_to_c2w(70.0, 40.0, 2.2)
+    rgb = r.render_rgb(K, c2w, 256, 256, supersample=supersample)
+    np.testing.assert_array_equal(rgb, r.render(K, c2w, 256, 256, supersample=supersample).rgb)
+    assert rgb.dtype == np.uint8 and rgb.shape == (256, 256, 3)
+
+
+def test_raycaster_finds_the_triangles_trimesh_finds():
+    """RayCaster queries Embree directly; the hits are trimesh's first hits, ray for ray."""
+    from one2345_ros.geometry.raycast import RayCaster, embree_intersector
+
+    mug = load_object("mug")
+    origins, dirs = cameras.pixel_rays(cameras.view_intrinsics(), cameras.spherical_to_c2w(65.0, 10.0, 2.2), 256, 256)
+    origins, dirs = origins.reshape(-1, 3), dirs.reshape(-1, 3)
+    face, ray = embree_intersector(mug).intersects_id(origins, dirs, multiple_hits=False)
+    hits = RayCaster(mug).intersect(origins, dirs)
+    assert len(ray) > 1000
+    np.testing.assert_array_equal(hits.ray, ray)
+    np.testing.assert_array_equal(hits.face, face)
+
+
+def test_render_mask_is_the_mask_of_render():
+    """render_mask (no colours, no depth) gives render's mask bit for bit."""
+    r = Renderer(load_object("house"))
+    K = cameras.view_intrinsics()
+    c2w = cameras.spherical_to_c2w(60.0, 200.0, 2.2)
+    mask = r.render_mask(K, c2w, 256, 256)
+    np.testing.assert_array_equal(mask, r.render(K, c2w, 256, 256).mask)
+    assert mask.dtype == bool and mask.any()

@@ -87,7 +87,7 @@ def truth_hull(oracle, true_polar_deg: float, hull: C.HullConfig):
 
     plan = cam.stage2_views(cam.one2345_plan(true_polar_deg))
     c2w = np.stack([v.c2w() for v in plan])
-    masks = np.stack([r.mask for r in oracle.render_views(c2w, supersample=1)])
+    masks = oracle.render_masks(c2w)  # = render_views(c2w, supersample=1) masks
     images = np.where(masks[..., None], np.uint8(0), np.uint8(255)).repeat(3, axis=-1)
     views = ViewSet(images=images, K=np.broadcast_to(cam.view_intrinsics(), (len(plan), 3, 3)).copy(), c2w=c2w,
                     names=[v.name for v in plan], masks=masks, near_far=cam.ONE2345_NEAR_FAR)  # fmt: skip

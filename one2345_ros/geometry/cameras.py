@@ -24,6 +24,7 @@ and return numpy arrays in float64.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -197,11 +198,33 @@ def unproject(uv, depth, K, c2w):
     return transform_points(c2w, p_cam)
 
 
-def pixel_rays(K, c2w, width: int, height: int):
-    """Rays through every pixel centre: origins (H, W, 3) and unit directions (H, W, 3)."""
+def camera_rays(K, width: int, height: int) -> np.ndarray:
+    """Points at z = 1 in the camera frame through every pixel centre, row-major (H * W, 3), read-only.
+
+    Exactly what :func:`unproject` computes at depth 1 before the rigid transform. They depend
+    only on ``K`` and the image size, so they are cached: a renderer casts the same camera many times.
+    """
+    K = np.asarray(K, dtype=np.float64)
+    if K.shape != (3, 3):
+        raise ValueError(f"K must be 3x3, got shape {K.shape}")
+    return _camera_rays(K.tobytes(), int(width), int(height))
+
+
+@functools.lru_cache(maxsize=24)  # at most ~6 MB each (MAX_RAYS_PER_CHUNK rays in render.py)
+def _camera_rays(K_bytes: bytes, width: int, height: int) -> np.ndarray:
+    K = np.frombuffer(K_bytes, dtype=np.float64).reshape(3, 3)
     u, v = np.meshgrid(np.arange(width, dtype=np.float64), np.arange(height, dtype=np.float64))
     uv = np.stack([u, v], axis=-1).reshape(-1, 2)
-    points = unproject(uv, np.ones(len(uv)), K, c2w)
+    uv1 = np.concatenate([uv, np.ones((len(uv), 1))], axis=-1)
+    # unproject's operations, depth 1 (the product is exact)
+    rays = np.einsum("...ij,...nj->...ni", np.linalg.inv(K), uv1) * np.ones(len(uv))[:, None]
+    rays.setflags(write=False)
+    return rays
+
+
+def pixel_rays(K, c2w, width: int, height: int):
+    """Rays through every pixel centre: origins (H, W, 3) and unit directions (H, W, 3)."""
+    points = transform_points(c2w, camera_rays(K, width, height))
     c2w = np.asarray(c2w, dtype=np.float64)
     origin = c2w[:3, 3]
     dirs = points - origin

@@ -54,17 +54,28 @@ class RayCaster:
         self.mesh = mesh
         self._vertices = np.asarray(mesh.vertices, dtype=np.float64)
         self._faces = np.asarray(mesh.faces)
+        self._triangles = self._vertices[self._faces]  # [F, 3 corners, 3]
         self._intersector = embree_intersector(mesh)
 
     def intersect(self, origins: np.ndarray, directions: np.ndarray) -> RayHits:
         """First hits of rays ``origins``/``directions`` [N, 3] (unit directions)."""
         origins = np.asarray(origins, dtype=np.float64)
         directions = np.asarray(directions, dtype=np.float64)
-        face, ray = self._intersector.intersects_id(origins, directions, multiple_hits=False)
-        face = np.asarray(face, dtype=np.int64)
-        ray = np.asarray(ray, dtype=np.int64)
+        scene = getattr(self._intersector, "_scene", None)
+        if scene is not None and hasattr(scene, "run"):
+            # trimesh's first-hit path without its per-call copies and bookkeeping: the same
+            # unit directions, the same Embree query, hits in ray order
+            query = np.asarray(scene.run(origins, trimesh.util.unitize(directions)))
+            hit = query != -1
+            ray = np.nonzero(hit)[0].astype(np.int64)
+            face = query[hit].astype(np.int64)
+        else:  # pragma: no cover - another trimesh layout
+            face, ray = self._intersector.intersects_id(origins, directions, multiple_hits=False)
+            face = np.asarray(face, dtype=np.int64)
+            ray = np.asarray(ray, dtype=np.int64)
         # Moeller-Trumbore in float64 on the triangle Embree found
-        v0, v1, v2 = (self._vertices[self._faces[face, k]] for k in range(3))
+        tri = self._triangles[face]
+        v0, v1, v2 = tri[:, 0], tri[:, 1], tri[:, 2]
         o, d = origins[ray], directions[ray]
         e1, e2 = v1 - v0, v2 - v0
         p = np.cross(d, e2)

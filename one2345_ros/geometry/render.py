@@ -227,12 +227,34 @@ class Renderer:
         """Render the mesh seen by camera ``K`` [3, 3], ``c2w`` [4, 4] (OpenCV) into
         a ``width`` x ``height`` image. ``supersample`` = s casts s x s rays per pixel
         (box filter) for antialiased RGB and mask edges; depth stays the pixel-centre z."""
+        color, alpha, depth = self._render(K, c2w, width, height, supersample, want_depth=True)
+        rgb = np.clip(np.rint(color), 0, 255).astype(np.uint8)
+        return RenderResult(rgb=rgb, mask=alpha >= 0.5, depth=depth.astype(np.float32), alpha=alpha)
+
+    def render_rgb(self, K, c2w, width: int, height: int, supersample: int = 1) -> np.ndarray:
+        """``render(...).rgb`` without the rest: with supersampling, the pixel-centre depth
+        pass is skipped (the same pixels as :meth:`render`, bit for bit)."""
+        color, _, _ = self._render(K, c2w, width, height, supersample, want_depth=False)
+        return np.clip(np.rint(color), 0, 255).astype(np.uint8)
+
+    def render_mask(self, K, c2w, width: int, height: int) -> np.ndarray:
+        """``render(...).mask`` without supersampling, colours or depth: the pixel centres that hit."""
+        width, height = int(width), int(height)
+        if width <= 0 or height <= 0:
+            raise ValueError(f"image size must be positive, got {width}x{height}")
+        _check_camera(K, c2w)
+        _, hit, _ = self._render_once(K, c2w, width, height, want_color=False)
+        return hit
+
+    def _render(self, K, c2w, width, height, supersample, want_depth: bool):
+        """Colour float [H, W, 3], alpha float32 [H, W] and (``want_depth`` or no supersampling) depth [H, W]."""
         width, height, supersample = int(width), int(height), int(supersample)
         if width <= 0 or height <= 0:
             raise ValueError(f"image size must be positive, got {width}x{height}")
         if supersample < 1:
             raise ValueError(f"supersample must be >= 1, got {supersample}")
         _check_camera(K, c2w)
+        depth = None
         if supersample == 1:
             color, hit, depth = self._render_once(K, c2w, width, height)
             alpha = hit.astype(np.float32)
@@ -242,9 +264,9 @@ class Renderer:
             color, hit, _ = self._render_once(K_sub, c2w, width * s, height * s)
             color = color.reshape(height, s, width, s, 3).mean(axis=(1, 3))
             alpha = hit.reshape(height, s, width, s).mean(axis=(1, 3)).astype(np.float32)
-            _, _, depth = self._render_once(K, c2w, width, height, want_color=False)
-        rgb = np.clip(np.rint(color), 0, 255).astype(np.uint8)
-        return RenderResult(rgb=rgb, mask=alpha >= 0.5, depth=depth.astype(np.float32), alpha=alpha)
+            if want_depth:
+                _, _, depth = self._render_once(K, c2w, width, height, want_color=False)
+        return color, alpha, depth
 
 
 def _check_camera(K, c2w) -> None:

@@ -222,6 +222,13 @@ class OracleGenerator:
             out.append(r)
         return out
 
+    def render_masks(self, c2ws_canonical, K=None, size: int | None = None) -> np.ndarray:
+        """bool [N, size, size]: :meth:`render_views`' masks without supersampling (the pixel centres that hit)."""
+        c2ws = np.asarray(c2ws_canonical, dtype=np.float64).reshape(-1, 4, 4)
+        size = self.size if size is None else int(size)
+        K = cameras.view_intrinsics(size) if K is None else np.asarray(K, dtype=np.float64)
+        return np.stack([self._renderer.render_mask(K, c2w, size, size) for c2w in self.mesh_c2w(c2ws)])
+
     def target_c2ws(self, cond_pose: tuple[float, float], targets: Sequence[tuple[float, float, float]]) -> np.ndarray:
         """Canonical c2w [N, 4, 4] of ``targets`` relative to a view at ``cond_pose``."""
         t = np.asarray(targets, dtype=np.float64).reshape(-1, 3)
@@ -243,7 +250,7 @@ class OracleGenerator:
         c2ws = self.target_c2ws(cond_pose, targets)
         images = np.empty((len(c2ws), self.size, self.size, 3), dtype=np.uint8)
         for i, c2w in enumerate(self.mesh_c2w(c2ws)):
-            images[i] = self._renderer.render(self.K, c2w, self.size, self.size, supersample=self.supersample).rgb
+            images[i] = self._renderer.render_rgb(self.K, c2w, self.size, self.size, supersample=self.supersample)
             if progress is not None:
                 progress(i + 1, len(c2ws))
         return images
