@@ -19,6 +19,17 @@ from one2345_ros.ros.interfaces import make_typestore
 from one2345_ros.ros.messages import make_header
 from one2345_ros.types import Cancelled
 
+
+def wait_until(predicate, timeout: float = 20.0) -> bool:
+    """Poll ``predicate`` every 20 ms until it is true (True) or ``timeout`` s pass (False): the
+    bounded wait of the DDS tests (discovery and executor threads answer asynchronously)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
 REPO = Path(__file__).resolve().parents[1]
 TYPESTORE = make_typestore("humble")
 F = RosbagsFactory(TYPESTORE)

@@ -10,22 +10,13 @@ missing optional packages and the node process's exit.
 import shutil
 import subprocess
 import threading
-import time
 
 import numpy as np
 import pytest
-from ros_helpers import REPO, FakePipeline
+from ros_helpers import REPO, FakePipeline, wait_until
 
 pytestmark = pytest.mark.ros
 
-
-def _wait(predicate, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 @pytest.fixture
@@ -80,7 +71,7 @@ def _call(client, srv_type, name, request, timeout=20.0):
     cli = client.create_client(srv_type, name)
     assert cli.wait_for_service(timeout_sec=10)
     future = cli.call_async(request)
-    assert _wait(future.done, timeout)
+    assert wait_until(future.done, timeout)
     return future.result()
 
 
@@ -101,7 +92,7 @@ def test_service_with_explicit_images_publishes_latched_outputs(ros):
     got = []
     latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
     client.create_subscription(Marker, "/one2345_reconstructor/marker", got.append, latched)  # a late joiner
-    assert _wait(lambda: got)
+    assert wait_until(lambda: got)
     assert got[0].type == Marker.TRIANGLE_LIST and len(got[0].points) == 3 * 320
 
 
@@ -118,7 +109,7 @@ def test_latest_pair_from_topics_and_bad_messages_survive(ros):
     bad_mask = Image(header=mask.header, height=10, width=10, encoding="mono8", step=10, data=bytes(100))
     image_pub.publish(image)
     mask_pub.publish(bad_mask)  # size mismatch: dropped and logged, node keeps running
-    assert _wait(lambda: node.core.dropped_inputs >= 1, 10)
+    assert wait_until(lambda: node.core.dropped_inputs >= 1, 10)
 
     def held():
         image_pub.publish(image)
@@ -128,7 +119,7 @@ def test_latest_pair_from_topics_and_bad_messages_survive(ros):
         except ValueError:
             return False
 
-    assert _wait(held, 10)
+    assert wait_until(held, 10)
     response = _call(client, ReconstructObject, "/reconstruct_object", ReconstructObject.Request())
     assert response.success, response.message
 
@@ -148,7 +139,7 @@ def test_action_feedback_busy_and_cancel(ros):
     goal.image, goal.mask = _inputs()
     feedback = []
     sent = action.send_goal_async(goal, feedback_callback=lambda fb: feedback.append(fb.feedback.stage))
-    assert _wait(sent.done)
+    assert wait_until(sent.done)
     handle = sent.result()
     assert handle.accepted and pipeline.started.wait(10)
     request = ReconstructObject.Request()
@@ -156,9 +147,9 @@ def test_action_feedback_busy_and_cancel(ros):
     busy = _call(client, ReconstructObject, "/reconstruct_object", request)
     assert not busy.success and busy.message.startswith("busy")
     cancel = handle.cancel_goal_async()
-    assert _wait(cancel.done)
+    assert wait_until(cancel.done)
     result = handle.get_result_async()
-    assert _wait(result.done)
+    assert wait_until(result.done)
     assert not result.result().result.success and "cancelled" in result.result().result.message
     assert "preprocess" in feedback
 

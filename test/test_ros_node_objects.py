@@ -3,24 +3,15 @@ objects -> three ReconstructedObjects, three TF frames under the camera frame, t
 (or, without moveit_msgs, the reason logged once), one labelled surface cloud and the boxes."""
 
 import threading
-import time
 
 import numpy as np
 import pytest
-from ros_helpers import FakePipeline, labels_scene
+from ros_helpers import FakePipeline, labels_scene, wait_until
 
 pytestmark = pytest.mark.ros
 
 IDS = ["tray_3", "tray_7", "tray_12"]
 
-
-def _wait(predicate, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 @pytest.fixture
@@ -105,7 +96,7 @@ def test_label_image_gives_three_objects_frames_collision_objects_and_one_cloud(
     cli = client.create_client(ReconstructObject, "/reconstruct_object")
     assert cli.wait_for_service(timeout_sec=10)
     future = cli.call_async(request)
-    assert _wait(future.done)
+    assert wait_until(future.done)
     response = future.result()
     assert response.success, response.message
     assert [(o.object_id, o.label, o.success) for o in response.objects] == [(i, int(i[5:]), True) for i in IDS]
@@ -119,14 +110,14 @@ def test_label_image_gives_three_objects_frames_collision_objects_and_one_cloud(
     def children():
         return {t.child_frame_id: t for msg in frames for t in msg.transforms}
 
-    assert _wait(lambda: set(children()) >= {f"one2345/{i}" for i in IDS})
+    assert wait_until(lambda: set(children()) >= {f"one2345/{i}" for i in IDS})
     for obj in response.objects:
         tf = children()[f"one2345/{obj.object_id}"]
         assert tf.header.frame_id == "cam_optical"
         assert tf.transform.translation.x == pytest.approx(obj.pose.position.x)
         assert tf.transform.rotation.w == pytest.approx(obj.pose.orientation.w)
     # one labelled cloud of the three surfaces
-    assert _wait(lambda: clouds)
+    assert wait_until(lambda: clouds)
     assert len(clouds) == 1
     from sensor_msgs_py import point_cloud2
 
@@ -134,11 +125,11 @@ def test_label_image_gives_three_objects_frames_collision_objects_and_one_cloud(
     assert names == ["x", "y", "z", "normal_x", "normal_y", "normal_z", "rgb", "label"]
     points = point_cloud2.read_points(clouds[0], field_names=("x", "label"))
     assert sorted(np.unique(points["label"]).tolist()) == [3, 7, 12] and abs(len(points) - 3000) <= 3
-    assert _wait(lambda: boxes and meshes)
+    assert wait_until(lambda: boxes and meshes)
     assert sorted(mk.id for mk in boxes[-1].markers if mk.ns == "one2345/boxes") == [3, 7, 12]
     assert [mk.id for mk in meshes[-1].markers[1:]] == [3, 7, 12]  # every mesh in one latched message
     if _moveit_available():
-        assert _wait(lambda: len(collisions) == 3)
+        assert wait_until(lambda: len(collisions) == 3)
         assert [c.id for c in collisions] == IDS
 
 
@@ -162,13 +153,13 @@ def test_label_topic_and_action_with_a_failed_object(ros):
         labels_pub.publish(labels)
         return node.core.latest._msgs is not None
 
-    assert _wait(received, 10)
+    assert wait_until(received, 10)
     action = ActionClient(client, ReconstructObject, "/reconstruct")
     assert action.wait_for_server(timeout_sec=10)
     goal = action.send_goal_async(ReconstructObject.Goal())
-    assert _wait(goal.done)
+    assert wait_until(goal.done)
     result = goal.result().get_result_async()
-    assert _wait(result.done)
+    assert wait_until(result.done)
     res = result.result().result
     assert res.success, res.message
     assert [(o.object_id, o.success) for o in res.objects] == [("object_3", True), ("object_7", False),

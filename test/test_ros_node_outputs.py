@@ -16,21 +16,13 @@ from urllib.parse import urlparse
 
 import numpy as np
 import pytest
-from ros_helpers import FakePipeline, known_result
+from ros_helpers import FakePipeline, known_result, wait_until
 
 pytestmark = pytest.mark.ros
 
 K = np.array([[50.0, 0.0, 31.5], [0.0, 50.0, 19.5], [0.0, 0.0, 1.0]])
 """Intrinsics of the 64x48 test image; its principal point is the mask box's centre."""
 
-
-def _wait(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 @pytest.fixture
@@ -108,7 +100,7 @@ def _call(client, request, timeout=10.0):
     try:
         assert cli.wait_for_service(timeout_sec=10)
         future = cli.call_async(request)
-        assert _wait(future.done, timeout), "no answer"
+        assert wait_until(future.done, timeout), "no answer"
         return future.result()
     finally:
         client.destroy_client(cli)
@@ -146,7 +138,7 @@ def test_every_output_matches_the_result_and_reaches_a_late_subscriber(make_node
              "views": Image}  # fmt: skip
     got = {key: _late(client, t, f"{node_name}/{key}") for key, t in types.items()}
     got["tf"] = _late(client, TFMessage, "/tf_static")
-    assert _wait(lambda: all(got.values()), 10), {k: len(v) for k, v in got.items()}
+    assert wait_until(lambda: all(got.values()), 10), {k: len(v) for k, v in got.items()}
 
     obj = got["object"][0]
     assert obj == response.object  # the answer is what was latched
@@ -201,7 +193,7 @@ def test_service_uses_the_latest_synchronised_pair(make_node):
             mask_pub.publish(mask)
             return node.core.latest.take(0).stamp_ns == sec * 1_000_000_000 if _has_pair(node) else False
 
-        assert _wait(held), f"pair {sec} never held"
+        assert wait_until(held), f"pair {sec} never held"
     response = _call(client, ReconstructObject.Request())
     assert response.success, response.message
     assert pipeline.inputs[-1].stamp_ns == 7_000_000_000 and response.object.header.stamp.sec == 7
@@ -233,10 +225,10 @@ def test_action_feedback_is_ordered_and_cancel_is_answered_within_half_a_second(
         feedback.append((msg.feedback.stage, msg.feedback.progress))
 
     sent = action.send_goal_async(goal, feedback_callback=on_feedback)
-    assert _wait(sent.done)
+    assert wait_until(sent.done)
     result = sent.result().get_result_async()
-    assert _wait(result.done) and result.result().result.success
-    assert _wait(lambda: len(feedback) >= 4, 2)  # feedback may trail the result by a few ms
+    assert wait_until(result.done) and result.result().result.success
+    assert wait_until(lambda: len(feedback) >= 4, 2)  # feedback may trail the result by a few ms
     stages = [s for s, _ in feedback if s in FakePipeline.STAGES]  # the worker's own 'started' comes first
     assert stages == sorted(stages, key=FakePipeline.STAGES.index) and stages[-1] == "reconstruct", feedback
     assert len(set(stages)) == len(stages) >= 3, feedback
@@ -246,15 +238,15 @@ def test_action_feedback_is_ordered_and_cancel_is_answered_within_half_a_second(
     gate.clear()  # the next goal holds the worker in its first stage
     pipeline.started.clear()
     sent = action.send_goal_async(goal)
-    assert _wait(sent.done)
+    assert wait_until(sent.done)
     handle = sent.result()
     assert handle.accepted and pipeline.started.wait(10)
     t0 = time.monotonic()
     cancel = handle.cancel_goal_async()
-    assert _wait(cancel.done, 5)
+    assert wait_until(cancel.done, 5)
     answered = time.monotonic() - t0
     result = handle.get_result_async()
-    assert _wait(result.done, 5)
+    assert wait_until(result.done, 5)
     finished = time.monotonic() - t0
     print(f"\ncancel answered after {answered * 1000:.0f} ms, result after {finished * 1000:.0f} ms")
     assert cancel.result().return_code == 0 and len(cancel.result().goals_canceling) == 1
@@ -297,7 +289,7 @@ def test_bad_messages_are_answered_with_a_reason_and_the_node_keeps_serving(make
             mask_pub.publish(request.mask)
         return node.core.dropped_inputs >= 3
 
-    assert _wait(dropped), node.core.dropped_inputs
+    assert wait_until(dropped), node.core.dropped_inputs
     assert not _has_pair(node)
 
     def good_pair_held():
@@ -305,7 +297,7 @@ def test_bad_messages_are_answered_with_a_reason_and_the_node_keeps_serving(make
         mask_pub.publish(mask)
         return _has_pair(node)
 
-    assert _wait(good_pair_held)
+    assert wait_until(good_pair_held)
     response = _call(client, _request("after"))
     assert response.success, response.message
 
@@ -370,7 +362,7 @@ def test_ros2_service_call_from_the_command_line(make_node):
         mask_pub.publish(mask)
         return _has_pair(node)
 
-    assert _wait(held)
+    assert wait_until(held)
     proc = subprocess.run([ros2, "service", "call", "/reconstruct_object", "one2345_ros/srv/ReconstructObject",
                            "{object_id: from_cli}"], capture_output=True, text=True, timeout=60,
                           env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
