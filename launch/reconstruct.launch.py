@@ -3,7 +3,7 @@
     ros2 launch one2345_ros reconstruct.launch.py image_topic:=/camera/color/image_raw \
         mask_topic:=/segmentation/mask device:=cuda use_rviz:=true
 
-Inputs are remapped from the node's relative names (image, mask, depth, camera_info).
+Inputs are remapped from the node's relative names (image, mask, labels, depth, camera_info).
 `device` overrides zero123.device and sparseneus.device from the parameter file when set.
 `demo:=true` runs `one2345 ros-demo --hold` instead of the bare node: the same node with synthetic
 views (no weights), fed a bundled scene on image/mask/depth/camera_info + TF, its outputs latched
@@ -35,8 +35,8 @@ def _nodes(context):
     device = arg("device")
     if device:
         overrides = {"zero123.device": device, "sparseneus.device": device}
-    remappings = [("image", arg("image_topic")), ("mask", arg("mask_topic")), ("depth", arg("depth_topic")),
-                  ("camera_info", arg("camera_info_topic"))]
+    remappings = [("image", arg("image_topic")), ("mask", arg("mask_topic")), ("labels", arg("labels_topic")),
+                  ("depth", arg("depth_topic")), ("camera_info", arg("camera_info_topic"))]
     demo = arg("demo").lower() in ("true", "1", "yes")
     if demo:  # the node in-process of ros-demo, with its own parameters
         from launch.actions import ExecuteProcess
@@ -71,6 +71,8 @@ def generate_launch_description():
         DeclareLaunchArgument("namespace", default_value="", description="namespace of the node (and RViz)"),
         DeclareLaunchArgument("image_topic", default_value="image", description="rectified colour image"),
         DeclareLaunchArgument("mask_topic", default_value="mask", description="mono8 object mask, same stamps"),
+        DeclareLaunchArgument("labels_topic", default_value="labels",
+                              description="instance label image, 0 = background (with ros.use_labels:=true)"),
         DeclareLaunchArgument("depth_topic", default_value="depth", description="16UC1 mm / 32FC1 m (ros.use_depth)"),
         DeclareLaunchArgument("camera_info_topic", default_value="camera_info",
                               description="CameraInfo of the image (ros.use_camera_info)"),

@@ -66,8 +66,8 @@ def _nodes(description, context):
 
 def test_arguments_and_defaults(launch_module):
     declared = _declared(launch_module.generate_launch_description())
-    assert set(declared) >= {"namespace", "image_topic", "mask_topic", "depth_topic", "camera_info_topic",
-                             "params_file", "device", "use_rviz"}  # fmt: skip
+    assert set(declared) >= {"namespace", "image_topic", "mask_topic", "labels_topic", "depth_topic",
+                             "camera_info_topic", "params_file", "device", "use_rviz"}  # fmt: skip
     assert declared["params_file"] == "/opt/ros/share/one2345_ros/config/params.yaml"
     assert declared["rviz_config"] == "/opt/ros/share/one2345_ros/rviz/one2345.rviz"
 
@@ -81,8 +81,8 @@ def test_node_remappings_parameters_and_rviz(launch_module):
     kw = node.kwargs
     assert (kw["package"], kw["executable"], kw["name"], kw["namespace"]) == (
         "one2345_ros", "reconstruct_node", "one2345_reconstructor", "robot1")  # fmt: skip
-    assert dict(kw["remappings"]) == {"image": "/camera/color/image_raw", "mask": "/sam/mask", "depth": "depth",
-                                      "camera_info": "camera_info"}  # fmt: skip
+    assert dict(kw["remappings"]) == {"image": "/camera/color/image_raw", "mask": "/sam/mask", "labels": "labels",
+                                      "depth": "depth", "camera_info": "camera_info"}  # fmt: skip
     assert kw["parameters"] == ["/opt/ros/share/one2345_ros/config/params.yaml",
                                 {"zero123.device": "cuda:1", "sparseneus.device": "cuda:1"}]  # fmt: skip
     assert rviz.kwargs["arguments"] == ["-d", "/opt/ros/share/one2345_ros/rviz/one2345.rviz"]
