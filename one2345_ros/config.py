@@ -229,6 +229,8 @@ class OracleConfig:
     """16 numbers, row-major: OpenCV c2w of the input camera in the mesh's frame ([] = from TF on the node)."""
     mesh_frame: str = ""
     """The node: TF frame the mesh is defined in; the camera's pose in it is looked up at the image stamp."""
+    supersample: int = field(default=2, metadata=_between(1, 4))
+    """Rays per pixel side of the synthetic views (2: antialiased edges like real images; 1: 4x fewer rays)."""
 
 
 @dataclass

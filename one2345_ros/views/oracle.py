@@ -305,4 +305,4 @@ def oracle_from_config(cfg, fill_ratio: float = 0.75, input_c2w=None, object_id:
     R = c2w[:3, :3]
     if not np.allclose(R.T @ R, np.eye(3), atol=1e-6) or np.linalg.det(R) <= 0 or not np.allclose(c2w[3], [0, 0, 0, 1]):
         raise InputError("oracle: the input camera pose is not a rigid 4x4 c2w (rotation block and last row [0 0 0 1])")
-    return OracleGenerator(load_mesh(mesh_path), c2w, fill_ratio)
+    return OracleGenerator(load_mesh(mesh_path), c2w, fill_ratio, supersample=cfg.supersample)
