@@ -86,7 +86,11 @@ def test_zero123_on_cpu_is_refused_without_allow_cpu(tmp_path, capsys, monkeypat
 
 @pytest.mark.parametrize("name", list_objects())
 def test_demo_meets_hull_acceptance(tmp_path, name, capsys):
-    code = main(["demo", "--object", name, "--out", str(tmp_path), "--quiet"])
+    # The mallet runs the shipped defaults; the house and mug render their views with one ray per pixel
+    # (oracle.supersample 1, 4x fewer rays) to keep the suite quick: the same bar holds (measured: house
+    # Chamfer 1.77 %, IoU vs the true hull 0.988; mug 1.54 %, 0.993).
+    fast = [] if name == "mallet" else ["--set", "oracle.supersample=1"]
+    code = main(["demo", "--object", name, "--out", str(tmp_path), "--quiet", *fast])
     assert code == 0
     doc = json.loads((tmp_path / "result.json").read_text())
     truth = doc["diagnostics"]["truth"]
