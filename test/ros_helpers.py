@@ -19,6 +19,38 @@ from one2345_ros.ros.interfaces import make_typestore
 from one2345_ros.ros.messages import make_header
 from one2345_ros.types import Cancelled
 
+# moveit_msgs is not in rosbags' stores: its real definitions (moveit_msgs 2.2, Humble/Jazzy).
+COLLISION_OBJECT = """std_msgs/Header header
+geometry_msgs/Pose pose
+string id
+object_recognition_msgs/ObjectType type
+shape_msgs/SolidPrimitive[] primitives
+geometry_msgs/Pose[] primitive_poses
+shape_msgs/Mesh[] meshes
+geometry_msgs/Pose[] mesh_poses
+shape_msgs/Plane[] planes
+geometry_msgs/Pose[] plane_poses
+string[] subframe_names
+geometry_msgs/Pose[] subframe_poses
+byte ADD=0
+byte REMOVE=1
+byte APPEND=2
+byte MOVE=3
+byte operation
+"""
+OBJECT_TYPE = "string key\nstring db\n"
+
+
+def typestore_with_moveit(distro: str):
+    """rosbags typestore of ``distro`` with this package's interfaces and moveit's CollisionObject."""
+    from rosbags.typesys import get_types_from_msg
+
+    store = make_typestore(distro)
+    types = get_types_from_msg(OBJECT_TYPE, "object_recognition_msgs/msg/ObjectType")
+    types.update(get_types_from_msg(COLLISION_OBJECT, "moveit_msgs/msg/CollisionObject"))
+    store.register(types)
+    return store
+
 
 def wait_until(predicate, timeout: float = 20.0) -> bool:
     """Poll ``predicate`` every 20 ms until it is true (True) or ``timeout`` s pass (False): the

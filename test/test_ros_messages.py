@@ -2,8 +2,7 @@
 
 import numpy as np
 import pytest
-from ros_helpers import colored_sphere, known_result
-from rosbags.typesys import get_types_from_msg
+from ros_helpers import colored_sphere, known_result, typestore_with_moveit
 
 from one2345_ros.config import RosConfig
 from one2345_ros.mesh.clean import decimate
@@ -12,35 +11,10 @@ from one2345_ros.ros.factory import RosbagsFactory
 from one2345_ros.ros.interfaces import make_typestore
 from one2345_ros.ros.publications import build_publications
 
-# moveit_msgs is not in rosbags' stores: its real definitions (moveit_msgs 2.2, Humble/Jazzy).
-COLLISION_OBJECT = """std_msgs/Header header
-geometry_msgs/Pose pose
-string id
-object_recognition_msgs/ObjectType type
-shape_msgs/SolidPrimitive[] primitives
-geometry_msgs/Pose[] primitive_poses
-shape_msgs/Mesh[] meshes
-geometry_msgs/Pose[] mesh_poses
-shape_msgs/Plane[] planes
-geometry_msgs/Pose[] plane_poses
-string[] subframe_names
-geometry_msgs/Pose[] subframe_poses
-byte ADD=0
-byte REMOVE=1
-byte APPEND=2
-byte MOVE=3
-byte operation
-"""
-OBJECT_TYPE = "string key\nstring db\n"
-
 
 @pytest.fixture(scope="module", params=["humble", "jazzy"])
 def ts(request):
-    store = make_typestore(request.param)
-    types = get_types_from_msg(OBJECT_TYPE, "object_recognition_msgs/msg/ObjectType")
-    types.update(get_types_from_msg(COLLISION_OBJECT, "moveit_msgs/msg/CollisionObject"))
-    store.register(types)
-    return store
+    return typestore_with_moveit(request.param)
 
 
 def _round_trip(ts, msg):

@@ -8,17 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from ros_helpers import FakePipeline, image_msg, labels_scene, placed_result, scene
-from rosbags.typesys import get_types_from_msg
+from ros_helpers import FakePipeline, image_msg, labels_scene, placed_result, scene, typestore_with_moveit
 from scipy.spatial.transform import Rotation
-from test_ros_messages import COLLISION_OBJECT, OBJECT_TYPE
 
 from one2345_ros.config import Config, InputConfig, RosConfig
 from one2345_ros.ros import messages as m
 from one2345_ros.ros.factory import RosbagsFactory
 from one2345_ros.ros.images import BadMessage
 from one2345_ros.ros.inputs import InputMessages, LatestPair, check_messages, objects_from_messages
-from one2345_ros.ros.interfaces import make_typestore
 from one2345_ros.ros.publications import ObjectOutcome, build_request_publications
 from one2345_ros.ros.reconstructor import Reconstructor, Request
 from one2345_ros.types import InputError
@@ -29,11 +26,7 @@ IDS = ["object_3", "object_7", "object_12"]
 
 @pytest.fixture(scope="module", params=["humble", "jazzy"])
 def ts(request):
-    store = make_typestore(request.param)
-    types = get_types_from_msg(OBJECT_TYPE, "object_recognition_msgs/msg/ObjectType")
-    types.update(get_types_from_msg(COLLISION_OBJECT, "moveit_msgs/msg/CollisionObject"))
-    store.register(types)
-    return store
+    return typestore_with_moveit(request.param)
 
 
 def _round_trip(ts, msg):
