@@ -33,13 +33,18 @@ HULL_IOU_THRESHOLD = 0.8
 """Volume IoU with the true object's own visual hull (what silhouettes can recover) above 0.8."""
 
 
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("demo", help="reconstruct a bundled object rendered at a known elevation (oracle views)")
-    p.add_argument("--out", default="one2345-demo", help="output folder (default one2345-demo/)")
-    p.add_argument("--object", default="mallet", help="bundled object name (house, mallet, mug) or 'all'")
+def add_scene_args(p: argparse.ArgumentParser, object_help: str) -> None:
+    """The demo scene's flags, shared by ``demo`` and ``ros-demo``: object, elevation, seed, hull resolution."""
+    p.add_argument("--object", default="mallet", help=object_help)
     p.add_argument("--elevation", type=float, default=None, help="input camera elevation (deg); default seeded random")
     p.add_argument("--seed", type=int, default=0, help="scene seed (elevation, azimuth, object placement)")
     config_flag(p, "--resolution", "hull.resolution", type=int, help="hull grid resolution (default 128)")
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("demo", help="reconstruct a bundled object rendered at a known elevation (oracle views)")
+    p.add_argument("--out", default="one2345-demo", help="output folder (default one2345-demo/)")
+    add_scene_args(p, "bundled object name (house, mallet, mug) or 'all'")
     p.add_argument("--check", action="store_true", help="exit 1 if an object misses the accuracy thresholds")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument(

@@ -20,7 +20,8 @@ import math
 import time
 from pathlib import Path
 
-from .common import add_config_args, config_flag, load_args_config
+from .common import add_config_args, load_args_config
+from .demo import add_scene_args
 
 WORLD_FRAME = "one2345_demo_world"
 CAMERA_FRAME = "one2345_demo_camera"
@@ -29,10 +30,7 @@ CAMERA_FRAME = "one2345_demo_camera"
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("ros-demo", help="run the ROS node on a published synthetic scene (needs ROS 2)")
     p.add_argument("--out", default="one2345-ros-demo", help="the node's ros.output_dir (default one2345-ros-demo/)")
-    p.add_argument("--object", default="mallet", help="bundled object name (house, mallet, mug)")
-    p.add_argument("--elevation", type=float, default=None, help="input camera elevation (deg); default seeded random")
-    p.add_argument("--seed", type=int, default=0, help="scene seed (elevation, azimuth, object placement)")
-    config_flag(p, "--resolution", "hull.resolution", type=int, help="hull grid resolution (default 128)")
+    add_scene_args(p, "bundled object name (house, mallet, mug)")
     p.add_argument("--gravity", action="store_true",
                    help="ros.gravity_frame = the demo world (elevation from TF); default: from images")  # fmt: skip
     p.add_argument("--hold", nargs="?", type=float, const=math.inf, default=0.0, metavar="SECONDS",
