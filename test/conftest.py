@@ -65,3 +65,23 @@ def pytest_runtest_makereport(item, call):
     elif _required("ONE2345_REQUIRE_TORCHSPARSE") and "torchsparse" in reason:
         report.outcome = "failed"
         report.longrepr = f"ONE2345_REQUIRE_TORCHSPARSE is set and this test skipped: {reason}"
+
+
+@pytest.fixture
+def start_node(tmp_path):
+    """``start(**NodeRig.start options) -> NodeRig`` (test/ros_helpers.py): rclpy initialised for the
+    test, every node started stopped after it."""
+    import rclpy
+    from ros_helpers import NodeRig
+
+    rclpy.init()
+    rigs = []
+
+    def start(**options):
+        rigs.append(NodeRig.start(tmp_path, **options))
+        return rigs[-1]
+
+    yield start
+    for rig in rigs:
+        rig.stop()
+    rclpy.try_shutdown()

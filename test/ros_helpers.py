@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -197,3 +198,56 @@ def get_rosidl():
         return importlib.import_module("rosidl_adapter.parser")
     except ImportError as exc:
         pytest.fail(f"rosidl_adapter is not installed ({exc}): pip install -c constraints.txt -e '.[test]'")
+
+
+@dataclass
+class NodeRig:
+    """The real ReconstructorNode (a FakePipeline unless a factory is given) and a client node,
+    spinning on one MultiThreadedExecutor: what every DDS test of the node starts from."""
+
+    node: object
+    client: object
+    pipeline: FakePipeline
+    gate: threading.Event
+    executor: object
+    spinner: threading.Thread
+
+    @classmethod
+    def start(cls, tmp_path, params=None, pipeline_factory=None, threads: int = 4, activate: bool = True):
+        """rclpy must be initialised. ``params`` override the test defaults (results under ``tmp_path``,
+        10-pixel masks accepted, no queue); ``activate=False`` leaves the node unconfigured."""
+        import rclpy
+        from rclpy.executors import MultiThreadedExecutor
+        from rclpy.parameter import Parameter
+
+        from one2345_ros.ros.node import ReconstructorNode
+
+        gate = threading.Event()
+        gate.set()
+        pipeline = FakePipeline(gate=gate)
+        overrides = {"ros.output_dir": str(tmp_path), "inputs.min_mask_pixels": 10, "ros.queue_requests": 0,
+                     **(params or {})}  # fmt: skip
+        node = ReconstructorNode(pipeline_factory=pipeline_factory or (lambda cfg: pipeline),
+                                 parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()])  # fmt: skip
+        node.executor_threads = threads
+        client = rclpy.create_node("one2345_test_client")
+        executor = MultiThreadedExecutor(num_threads=threads)
+        executor.add_node(node)
+        executor.add_node(client)
+        spinner = threading.Thread(target=executor.spin, daemon=True)
+        spinner.start()
+        rig = cls(node, client, pipeline, gate, executor, spinner)
+        if activate:
+            node.trigger_configure()
+            assert node.configured
+            node.trigger_activate()
+            assert node.activated
+        return rig
+
+    def stop(self) -> None:
+        self.gate.set()
+        self.node._teardown()
+        self.executor.shutdown()
+        self.node.destroy_node()
+        self.client.destroy_node()
+

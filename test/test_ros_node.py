@@ -9,49 +9,19 @@ missing optional packages and the node process's exit.
 
 import shutil
 import subprocess
-import threading
 
 import numpy as np
 import pytest
-from ros_helpers import REPO, FakePipeline, wait_until
+from ros_helpers import REPO, wait_until
 
 pytestmark = pytest.mark.ros
 
 
 
 @pytest.fixture
-def ros(tmp_path):
-    import rclpy
-    from rclpy.executors import MultiThreadedExecutor
-    from rclpy.parameter import Parameter
-
-    from one2345_ros.ros.node import ReconstructorNode
-
-    rclpy.init()
-    gate = threading.Event()
-    gate.set()
-    pipeline = FakePipeline(gate=gate)
-    node = ReconstructorNode(
-        pipeline_factory=lambda cfg: pipeline,
-        parameter_overrides=[Parameter("ros.output_dir", value=str(tmp_path)),
-                             Parameter("inputs.min_mask_pixels", value=10),
-                             Parameter("ros.queue_requests", value=0)],
-    )  # fmt: skip
-    node.trigger_configure()
-    node.trigger_activate()
-    assert node.activated
-    client = rclpy.create_node("one2345_test_client")
-    executor = MultiThreadedExecutor(num_threads=4)
-    executor.add_node(node)
-    executor.add_node(client)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
-    yield node, client, pipeline, gate
-    executor.shutdown()
-    node.core.shutdown()
-    node.destroy_node()
-    client.destroy_node()
-    rclpy.try_shutdown()
+def ros(start_node):
+    rig = start_node()
+    return rig.node, rig.client, rig.pipeline, rig.gate
 
 
 def _inputs(stamp_sec=1):

@@ -2,11 +2,10 @@
 objects -> three ReconstructedObjects, three TF frames under the camera frame, three collision objects
 (or, without moveit_msgs, the reason logged once), one labelled surface cloud and the boxes."""
 
-import threading
 
 import numpy as np
 import pytest
-from ros_helpers import FakePipeline, labels_scene, wait_until
+from ros_helpers import labels_scene, wait_until
 
 pytestmark = pytest.mark.ros
 
@@ -15,32 +14,10 @@ IDS = ["tray_3", "tray_7", "tray_12"]
 
 
 @pytest.fixture
-def ros(tmp_path, request):
-    import rclpy
-    from rclpy.executors import MultiThreadedExecutor
-    from rclpy.parameter import Parameter
-
-    from one2345_ros.ros.node import ReconstructorNode
-
-    rclpy.init()
-    pipeline = FakePipeline()
-    params = {"ros.output_dir": str(tmp_path), "inputs.min_mask_pixels": 10, "ros.publish_collision_object": True,
-              "ros.surface_points": 3000, **getattr(request, "param", {})}  # fmt: skip
-    node = ReconstructorNode(pipeline_factory=lambda cfg: pipeline,
-                             parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])  # fmt: skip
-    node.trigger_configure()
-    node.trigger_activate()
-    assert node.activated
-    client = rclpy.create_node("one2345_objects_client")
-    executor = MultiThreadedExecutor(num_threads=4)
-    executor.add_node(node)
-    executor.add_node(client)
-    threading.Thread(target=executor.spin, daemon=True).start()
-    yield node, client, pipeline
-    executor.shutdown()
-    node.destroy_node()
-    client.destroy_node()
-    rclpy.try_shutdown()
+def ros(start_node, request):
+    params = {"ros.publish_collision_object": True, "ros.surface_points": 3000, **getattr(request, "param", {})}
+    rig = start_node(params=params)
+    return rig.node, rig.client, rig.pipeline
 
 
 def _latched():

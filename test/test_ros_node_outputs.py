@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import subprocess
-import threading
 import time
 from pathlib import Path
 from urllib.parse import urlparse
@@ -26,45 +25,15 @@ K = np.array([[50.0, 0.0, 31.5], [0.0, 50.0, 19.5], [0.0, 0.0, 1.0]])
 
 
 @pytest.fixture
-def make_node(tmp_path):
+def make_node(start_node):
     """``make(pipeline_factory=None, **params) -> (node, client, pipeline, gate)``: a configured and
     active node (a FakePipeline unless given) and a client node on one MultiThreadedExecutor."""
-    import rclpy
-    from rclpy.executors import MultiThreadedExecutor
-    from rclpy.parameter import Parameter
-
-    from one2345_ros.ros.node import ReconstructorNode
-
-    rclpy.init()
-    made = []
 
     def make(pipeline_factory=None, **params):
-        gate = threading.Event()
-        gate.set()
-        pipeline = FakePipeline(gate=gate)
-        overrides = {"ros.output_dir": str(tmp_path), "inputs.min_mask_pixels": 10, "ros.queue_requests": 0, **params}
-        node = ReconstructorNode(pipeline_factory=pipeline_factory or (lambda cfg: pipeline),
-                                 parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()])  # fmt: skip
-        node.executor_threads = 4
-        client = rclpy.create_node("one2345_test_client")
-        executor = MultiThreadedExecutor(num_threads=5)
-        executor.add_node(node)
-        executor.add_node(client)
-        threading.Thread(target=executor.spin, daemon=True).start()
-        made.append((node, client, executor, gate))
-        node.trigger_configure()
-        assert node.configured
-        node.trigger_activate()
-        return node, client, pipeline, gate
+        rig = start_node(params=params, pipeline_factory=pipeline_factory)
+        return rig.node, rig.client, rig.pipeline, rig.gate
 
-    yield make
-    for node, client, executor, gate in made:
-        gate.set()
-        node._teardown()
-        executor.shutdown()
-        node.destroy_node()
-        client.destroy_node()
-    rclpy.try_shutdown()
+    return make
 
 
 def _messages(stamp_ns=1_000_000_000, frame_id="cam_optical"):

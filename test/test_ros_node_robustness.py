@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 import pytest
-from ros_helpers import FakePipeline, wait_until
+from ros_helpers import wait_until
 
 pytestmark = pytest.mark.ros
 
@@ -33,41 +33,15 @@ def ros_context():
 
 
 @pytest.fixture
-def make_node(ros_context, tmp_path):
-    """``make(queue_requests=0, threads=4, **params) -> (node, client, pipeline, gate, executor, spinner)``:
-    an unconfigured node with a fake pipeline and a client node, spinning on a MultiThreadedExecutor."""
-    import rclpy
-    from rclpy.executors import MultiThreadedExecutor
-    from rclpy.parameter import Parameter
-
-    from one2345_ros.ros.node import ReconstructorNode
-
-    made = []
+def make_node(start_node):
+    """``make(threads=4, **params) -> (node, client, pipeline, gate, executor, spinner)``: an
+    unconfigured node with a fake pipeline and a client node, spinning on a MultiThreadedExecutor."""
 
     def make(threads=4, **params):
-        gate = threading.Event()
-        gate.set()
-        pipeline = FakePipeline(gate=gate)
-        overrides = {"ros.output_dir": str(tmp_path), "inputs.min_mask_pixels": 10, "ros.queue_requests": 0, **params}
-        node = ReconstructorNode(pipeline_factory=lambda cfg: pipeline,
-                                 parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()])  # fmt: skip
-        node.executor_threads = threads
-        client = rclpy.create_node("one2345_test_client")
-        executor = MultiThreadedExecutor(num_threads=threads)
-        executor.add_node(node)
-        executor.add_node(client)
-        spinner = threading.Thread(target=executor.spin, daemon=True)
-        spinner.start()
-        made.append((node, client, executor, gate))
-        return node, client, pipeline, gate, executor, spinner
+        rig = start_node(params=params, threads=threads, activate=False)
+        return rig.node, rig.client, rig.pipeline, rig.gate, rig.executor, rig.spinner
 
-    yield make
-    for node, client, executor, gate in made:
-        gate.set()
-        node._teardown()
-        executor.shutdown()
-        node.destroy_node()
-        client.destroy_node()
+    return make
 
 
 def _inputs(stamp_sec=1, encoding="rgb8"):
