@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from one2345_ros.config import ElevationConfig
-from one2345_ros.elevation.choice import choose_elevation, elevation_from_gravity
+from one2345_ros.elevation.choice import choose_elevation
 from one2345_ros.elevation.estimate import ElevationEstimate, estimate_elevation, make_cost, no_estimate
 from one2345_ros.elevation.geometry import (
     CAP_ERROR_PX,
@@ -25,6 +25,7 @@ from one2345_ros.elevation.geometry import (
     reprojection_errors,
     search_polar,
 )
+from one2345_ros.elevation.gravity import elevation_from_gravity
 from one2345_ros.elevation.match import match_views
 from one2345_ros.elevation.pairs import PairMatches
 from one2345_ros.geometry import cameras as cam

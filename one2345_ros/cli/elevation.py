@@ -36,8 +36,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args) -> int:
     import numpy as np
 
-    from ..elevation.choice import choose_elevation, elevation_from_gravity
+    from ..elevation.choice import choose_elevation
     from ..elevation.estimate import estimate_elevation
+    from ..elevation.gravity import elevation_from_gravity
     from ..geometry import cameras as cam
     from ..inputs.calibration import check_K
     from ..inputs.files import read_matrix, read_rgb

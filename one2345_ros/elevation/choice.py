@@ -26,8 +26,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from ..config import ElevationConfig
 from ..geometry import cameras as cam
 from ..types import InputError
@@ -130,24 +128,3 @@ def _image_usable(cfg: ElevationConfig, d: ElevationDecision, estimate) -> tuple
         note = f"image confidence {d.image_confidence:.2f} below min_confidence {cfg.min_confidence:g}"
         return False, f"{note} ({d.image_reason})" if d.image_reason else note
     return True, ""
-
-
-# ------------------------------------------------------------------- gravity
-
-
-def elevation_from_gravity(c2w_gravity, K, pixel_center) -> float:
-    """Camera elevation (deg) from its pose in a gravity-aligned frame (z up), along
-    the ray through ``pixel_center``; see :func:`gravity.gravity_elevation` for the
-    version that finds the object's 3-D centre from its mask and depth.
-
-    c2w_gravity: 4x4 OpenCV c2w of the camera (TF on a robot); K: 3x3 intrinsics of
-    the image; pixel_center: (u, v) of the object's centre in that image.
-    Raises InputError on malformed input.
-    """
-    from .gravity import check_gravity_pose
-
-    c2w, K = check_gravity_pose(c2w_gravity, K)
-    uv = np.asarray(pixel_center, dtype=np.float64)
-    if uv.shape != (2,) or not np.all(np.isfinite(uv)):
-        raise InputError(f"object pixel centre must be (u, v), got {uv.tolist()}")
-    return cam.gravity_elevation_deg(c2w, K, uv)

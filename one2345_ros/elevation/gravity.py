@@ -132,3 +132,19 @@ def gravity_elevation(c2w_gravity, K, mask, depth=None) -> GravityElevation:
             return GravityElevation(elevation, "depth", pixel, center)
     uv = mask_box_center(mask)
     return GravityElevation(float(cam.gravity_elevation_deg(c2w, K, uv)), "mask_box", uv)
+
+
+def elevation_from_gravity(c2w_gravity, K, pixel_center) -> float:
+    """Camera elevation (deg) from its pose in a gravity-aligned frame (z up), along
+    the ray through ``pixel_center``; see :func:`gravity.gravity_elevation` for the
+    version that finds the object's 3-D centre from its mask and depth.
+
+    c2w_gravity: 4x4 OpenCV c2w of the camera (TF on a robot); K: 3x3 intrinsics of
+    the image; pixel_center: (u, v) of the object's centre in that image.
+    Raises InputError on malformed input.
+    """
+    c2w, K = check_gravity_pose(c2w_gravity, K)
+    uv = np.asarray(pixel_center, dtype=np.float64)
+    if uv.shape != (2,) or not np.all(np.isfinite(uv)):
+        raise InputError(f"object pixel centre must be (u, v), got {uv.tolist()}")
+    return cam.gravity_elevation_deg(c2w, K, uv)

@@ -50,16 +50,6 @@ class ElevationEstimate:
         """Whether an estimate was made."""
         return self.elevation_deg is not None
 
-    @property
-    def estimated_elevation_deg(self) -> float | None:
-        """Alias of ``elevation_deg`` (older name)."""
-        return self.elevation_deg
-
-    @property
-    def estimated_polar_deg(self) -> float | None:
-        """Alias of ``polar_deg`` (older name)."""
-        return self.polar_deg
-
     def to_dict(self, curve: bool = True) -> dict:
         out = {
             "elevation_deg": self.elevation_deg,
